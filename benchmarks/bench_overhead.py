@@ -382,8 +382,9 @@ def _version(package: str) -> str:
 def environment_line() -> str:
     packages = ("httpx", "httpcore", "aiohttp", "httpx-aiohttp", "sniffio", "anyio")
     versions = ", ".join(f"{name} {_version(name)}" for name in packages)
+    load = ", ".join(f"{value:.2f}" for value in os.getloadavg())
     return (
-        f"{datetime.now(UTC):%Y-%m-%d %H:%M} UTC; {os.cpu_count()} cores; "
+        f"{datetime.now(UTC):%Y-%m-%d %H:%M} UTC; {os.cpu_count()} cores, load {load}; "
         f"Python {platform.python_version()} ({platform.machine()}); {versions}"
     )
 
@@ -414,6 +415,17 @@ def print_tables(
             wall = statistics.median(s.wall for s in samples)
             cells.append(f"{_fmt(cpu)} ({_fmt(wall)})")
         print(f"| {spec.name} | " + " | ".join(cells) + " |")
+
+    if reps > 1:
+        print(f"\nCPU seconds, min-max of {reps}:\n")
+        print(header)
+        print("|---|" + "---|" * len(workloads))
+        for spec in specs:
+            cells = []
+            for workload in workloads:
+                cpus = [s.cpu for s in results[(spec.name, workload.key)]]
+                cells.append(f"{_fmt(min(cpus))}-{_fmt(max(cpus))}")
+            print(f"| {spec.name} | " + " | ".join(cells) + " |")
 
     baselines = [(name, label) for name, label in BASELINES if any(s.name == name for s in specs)]
     if not baselines:
@@ -474,6 +486,8 @@ def main(argv: Sequence[str] | None = None) -> int:
                         f"cpu {sample.cpu:7.3f} s  wall {sample.wall:7.3f} s",
                         flush=True,
                     )
+    load = ", ".join(f"{value:.2f}" for value in os.getloadavg())
+    print(f"load average after the runs: {load}")
     print_tables(workloads, specs, results, reps)
     return 0
 

@@ -519,7 +519,7 @@ async def logging_table() -> None:
             for (logger, level), messages in sorted(groups.items()):
                 leaking = sum(SECRET in message for message in messages)
                 example = next((m for m in messages if SECRET in m), messages[0])
-                example = example.replace("|", "/")[:110]
+                example = example.replace(SECRET, "<KEY>").replace("|", "/")[:110]
                 print(
                     f"| {name} | {logger} | {level} | {len(messages)} | {leaking} | `{example}` |"
                 )
