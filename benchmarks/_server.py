@@ -201,7 +201,7 @@ async def serve(host: str, port: int, *, watch_stdin: bool) -> None:
     """Serve until SIGINT/SIGTERM or, with ``watch_stdin``, until stdin reaches end of file."""
     runner = web.AppRunner(build_app(), access_log=None)
     await runner.setup()
-    listener = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
+    listener = socket.socket(socket.AF_INET, socket.SOCK_STREAM, socket.IPPROTO_TCP)
     listener.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
     listener.bind((host, port))
     await web.SockSite(runner, listener, backlog=1024).start()
