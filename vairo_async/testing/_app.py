@@ -102,13 +102,12 @@ class FakeVairo:
     first_package_id: int = 1
     clock: Callable[[], float] = time.monotonic
     now: Callable[[], datetime] = _istanbul_now
-    _ledger: Ledger = attrs.field(init=False, factory=Ledger)
-    _faults: FaultPlan = attrs.field(init=False, factory=FaultPlan)
-    _next_package_id: int = attrs.field(init=False, default=0)
-    _next_log_id: int = attrs.field(init=False, default=1)
+    _ledger: Ledger = attrs.field(init=False, factory=Ledger, repr=False)
+    _faults: FaultPlan = attrs.field(init=False, factory=FaultPlan, repr=False)
+    _issued: int = attrs.field(init=False, default=0, repr=False)
+    _next_log_id: int = attrs.field(init=False, default=1, repr=False)
 
     def __attrs_post_init__(self) -> None:
-        self._next_package_id = self.first_package_id
         self._faults.set_random(self._random_faults)
 
     # -- records -------------------------------------------------------------------------------
@@ -286,8 +285,8 @@ class FakeVairo:
     def _accept(
         self, scope: Scope, sender: str, tr_char: bool | None, rows: tuple[tuple[str, str], ...]
     ) -> Package:
-        package_id = self._next_package_id
-        self._next_package_id += 1
+        package_id = self.first_package_id + self._issued
+        self._issued += 1
         timed = self.complete_after_seconds
         package = Package(
             package_id=package_id,
