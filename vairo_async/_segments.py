@@ -93,6 +93,11 @@ _CAPACITY = {
     Encoding.UCS2: (70, 67),
 }
 
+# Results for texts of up to ten segments are shared: building a frozen attrs instance costs
+# more than the rest of a short text's arithmetic, and the values repeat across a campaign.
+_SHARED: dict[tuple[Encoding, int, int], Segments] = {}
+_SHARE_UP_TO = 1600
+
 
 # Turkish letters outside GSM-7 and their ASCII look-alikes. The circumflex vowels are outside
 # GSM-7 too and would force UCS-2 on their own. Ç, Ö, ö, Ü, ü are in the default alphabet.
@@ -169,7 +174,13 @@ def _fit(encoding: Encoding, text: str, units: int, doubles: int) -> Segments:
         if doubles and count != -(-units // (multi - 1)):
             pairs = _NON_BMP if encoding is Encoding.UCS2 else _NOT_DEFAULT
             count = _walk(text, pairs, multi)
-    return Segments(encoding, units, count, per_segment)
+    key = (encoding, units, count)
+    result = _SHARED.get(key)
+    if result is None:
+        result = Segments(encoding, units, count, per_segment)
+        if units <= _SHARE_UP_TO:
+            _SHARED[key] = result
+    return result
 
 
 def _walk(text: str, pairs: re.Pattern[str], multi: int) -> int:
