@@ -312,6 +312,30 @@ def test_transliteration_saves_segments(text: str, before: Segments, after: Segm
     assert segments(transliterate_turkish(text)) == after
 
 
+# The example table of docs/segments.md, row for row.
+@pytest.mark.parametrize(
+    ("text", "tr_char", "encoding", "units", "count"),
+    [
+        ("Kodunuz 1234", None, GSM7, 12, 1),
+        ("a" * 160, None, GSM7, 160, 1),
+        ("a" * 161, None, GSM7, 161, 2),
+        ("a" * 161, True, TR, 161, 2),
+        ("Çiçek", None, TR, 6, 1),
+        ("Çiçek", False, UCS2, 5, 1),
+        ("ş" + "a" * 154, None, TR, 156, 2),
+        ("a" * 152 + "€" + "a" * 152, None, GSM7, 306, 3),
+        ("a" * 151 + "€" + "a" * 153, None, GSM7, 306, 2),
+        ("Merhaba " + EMOJI, None, UCS2, 10, 1),
+        ("a" * 66 + EMOJI + "a" * 66, None, UCS2, 134, 3),
+    ],
+)
+def test_cost_examples(
+    text: str, tr_char: bool | None, encoding: Encoding, units: int, count: int
+) -> None:
+    result = segments(text, tr_char=tr_char)
+    assert (result.encoding, result.units, result.count) == (encoding, units, count)
+
+
 # A slow model of the rules, one character at a time.
 
 
