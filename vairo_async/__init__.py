@@ -16,6 +16,7 @@ from ._errors import (
     WaitTimeoutError,
 )
 from ._models import FailureLog, Message, PackageReport, PackageStatus, Submission
+from ._segments import Encoding, Segments, segments, transliterate_turkish
 from ._version import __version__
 
 __all__ = [
@@ -24,6 +25,7 @@ __all__ = [
     "AuthenticationError",
     "ClientClosedError",
     "ConfigurationError",
+    "Encoding",
     "FailureLog",
     "InvalidRequestError",
     "Message",
@@ -31,6 +33,7 @@ __all__ = [
     "PackageReport",
     "PackageStatus",
     "RateLimitError",
+    "Segments",
     "ServerError",
     "Submission",
     "TransportError",
@@ -38,4 +41,6 @@ __all__ = [
     "VairoError",
     "WaitTimeoutError",
     "__version__",
+    "segments",
+    "transliterate_turkish",
 ]
