@@ -1,4 +1,3 @@
-# ruff: noqa: RUF001 - Turkish sample texts
 """Package life cycle, credits and the emulator's records, driven in-process over raw httpx."""
 
 from __future__ import annotations

@@ -1,4 +1,3 @@
-# ruff: noqa: RUF001 - Turkish sample texts from the API documents
 """The emulator speaks the wire API exactly as the seed documents show, over raw httpx."""
 
 from __future__ import annotations
