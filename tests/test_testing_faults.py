@@ -211,6 +211,20 @@ async def test_latency_past_the_read_timeout_is_a_read_timeout_after_acceptance(
     assert (await send(http)).status_code == 200
 
 
+async def test_base_latency_delays_fault_answers_too(
+    http: httpx.AsyncClient, fake: FakeVairo
+) -> None:
+    fake.latency = 30
+    fake.inject(Fault.server_error(503))
+
+    with pytest.raises(httpx.ReadTimeout):
+        await http.post("SmsGonder", params=KEY, json=BODY, timeout=httpx.Timeout(5, read=0.05))
+
+    fake.latency = 0
+    assert (await send(http)).status_code == 200
+    assert [r.outcome for r in fake.requests] == [Outcome.SERVER_ERROR, Outcome.ACCEPTED]
+
+
 async def test_scripted_faults_run_in_order_and_count_down(
     http: httpx.AsyncClient, fake: FakeVairo
 ) -> None:
