@@ -17,6 +17,7 @@ from vairo_async import (
     APIError,
     AsyncVairoClient,
     AuthenticationError,
+    BatchState,
     Message,
     OutcomeUnknownError,
     PackageStatus,
@@ -347,3 +348,40 @@ async def test_no_sms_is_accepted_twice_under_random_faults(
     assert any(text not in accepted for text in unknown)
     for package_id in sent.values():
         assert (await client.get_report(package_id)).package_id == package_id
+
+
+async def test_bulk_accounting_matches_the_emulators_records_under_faults(
+    client: AsyncVairoClient, fake: FakeVairo
+) -> None:
+    rates = {
+        Fault.server_error(503): 0.1,
+        Fault.rate_limit(1): 0.05,
+        Fault.server_error(500): 0.05,
+        Fault.server_error(504, accepted=True): 0.05,
+        Fault.drop_before_accept(): 0.05,
+        Fault.drop_after_accept(): 0.05,
+    }
+    fake.set_random_faults(RandomFaults(rates, seed=5, endpoint="send"))
+    rows = [Message(to=f"5{index:09d}", text=f"Kampanya {index}") for index in range(400)]
+    rows.append(Message(to="12345", text="bad number"))
+
+    result = await client.send_bulk(rows, batch_size=10, concurrency=4)
+
+    accepted = {(m.dest, m.text): m.package_id for m in fake.messages}
+    assert fake.duplicates() == {}
+    assert result.sent + result.failed + result.unknown + result.rejected == result.total == 401
+    assert result.rejected == 1
+    assert result.unknown > 0
+    unknown_accepted = 0
+    for outcome in result.outcomes:
+        keys = [(m.to, m.text) for m in outcome.messages]
+        if outcome.state is BatchState.SENT:
+            assert all(accepted[key] == outcome.package_id for key in keys)
+        elif outcome.state is BatchState.FAILED:
+            assert not any(key in accepted for key in keys)
+        else:
+            present = [key in accepted for key in keys]
+            assert all(present) or not any(present)
+            unknown_accepted += len(keys) if all(present) else 0
+    assert len(accepted) == result.sent + unknown_accepted
+    assert set(result.package_ids) <= set(fake.packages)
