@@ -1,0 +1,297 @@
+"""Client configuration, ownership, closing, and the input rules of DESIGN section 3."""
+
+from __future__ import annotations
+
+import json
+
+import httpx
+import pytest
+
+from tests.conftest import API_KEY, load_sample
+from vairo_async import (
+    AsyncVairoClient,
+    ClientClosedError,
+    ConfigurationError,
+    InvalidRequestError,
+    Message,
+    PackageStatus,
+    Submission,
+)
+
+
+class Recorder:
+    """A MockTransport handler that records requests and answers a package id."""
+
+    def __init__(self) -> None:
+        self.requests: list[httpx.Request] = []
+
+    def __call__(self, request: httpx.Request) -> httpx.Response:
+        self.requests.append(request)
+        if request.method == "GET":
+            return httpx.Response(200, json=load_sample("report_completed.json"))
+        return httpx.Response(200, json={"durum": True, "aciklama": 52})
+
+    def bodies(self) -> list[dict[str, object]]:
+        return [json.loads(r.content) for r in self.requests]
+
+
+@pytest.fixture
+def recorder() -> Recorder:
+    return Recorder()
+
+
+@pytest.fixture
+def client(recorder: Recorder) -> AsyncVairoClient:
+    return AsyncVairoClient(API_KEY, sender="ACME", transport=httpx.MockTransport(recorder))
+
+
+async def test_send_one_number(client: AsyncVairoClient, recorder: Recorder) -> None:
+    async with client:
+        sub = await client.send("Kodunuz 1234", to="0539 999 99 99")
+    assert sub == Submission(package_id=52, recipient_count=1, estimated_credits=1)
+    (request,) = recorder.requests
+    assert request.method == "POST"
+    assert request.url.path == "/Panel/api/v1/SmsGonder"
+    assert request.url.params["api_key"] == API_KEY
+    assert request.headers["content-type"] == "application/json"
+    assert recorder.bodies() == [
+        {"baslik": "ACME", "mesajlar": [{"msg": "Kodunuz 1234", "dest": "5399999999"}]}
+    ]
+
+
+async def test_send_many_numbers_and_messages(client: AsyncVairoClient, recorder: Recorder) -> None:
+    async with client:
+        sub = await client.send("Merhaba", to=("+90 539 999 99 99", "05554444444"))
+        assert sub.recipient_count == 2
+        await client.send_messages(
+            [Message(to="5399999999", text="Merhaba Ali"), Message(to="5554444444", text="Selam")],
+            sender="OTHER",
+        )
+    first, second = recorder.bodies()
+    assert [m["dest"] for m in first["mesajlar"]] == ["5399999999", "5554444444"]  # type: ignore[attr-defined]
+    assert second["baslik"] == "OTHER"
+    assert second["mesajlar"] == [
+        {"msg": "Merhaba Ali", "dest": "5399999999"},
+        {"msg": "Selam", "dest": "5554444444"},
+    ]
+
+
+@pytest.mark.parametrize(
+    ("texts", "tr_char", "credits"),
+    [
+        (["a" * 160], None, 1),
+        (["a" * 161], None, 2),
+        (["ş" * 77], None, 1),  # ş is two septets in the Turkish shift table: 154 of 155
+        (["ş" * 78], None, 2),
+        (["a" * 155, "ş"], None, 2),  # the package announces the shift: 155 fits one segment
+        (["a" * 156, "ş"], None, 3),  # ...and 156 does not
+        (["😀" * 35], None, 1),
+        (["😀" * 36], None, 2),
+        (["a" * 156], False, 1),
+        (["a" * 156], True, 2),
+    ],
+)
+async def test_submission_estimates_credits(
+    client: AsyncVairoClient, texts: list[str], tr_char: bool | None, credits: int
+) -> None:
+    async with client:
+        sub = await client.send_messages(
+            [Message(to="5399999999", text=t) for t in texts], tr_char=tr_char
+        )
+    assert sub.estimated_credits == credits
+
+
+@pytest.mark.parametrize(
+    ("texts", "tr_char", "expected"),
+    [
+        (["Merhaba"], None, None),
+        (["Öğrenci şifresi"], None, True),
+        (["Çok güzel"], None, None),  # Ç and ü are in the GSM-7 default alphabet
+        (["plain", "ılık"], None, True),
+        (["Öğrenci şifresi"], False, None),
+        (["plain"], True, True),
+    ],
+)
+async def test_tr_char_is_automatic(
+    client: AsyncVairoClient,
+    recorder: Recorder,
+    texts: list[str],
+    tr_char: bool | None,
+    expected: bool | None,
+) -> None:
+    async with client:
+        await client.send_messages(
+            [Message(to="5399999999", text=t) for t in texts], tr_char=tr_char
+        )
+    assert recorder.bodies()[0].get("tr_char") is expected
+
+
+async def test_get_report(client: AsyncVairoClient, recorder: Recorder) -> None:
+    async with client:
+        report = await client.get_report(52)
+    assert report.package_id == 52
+    assert report.status is PackageStatus.COMPLETED
+    (request,) = recorder.requests
+    assert request.method == "GET"
+    assert request.url.path == "/Panel/api/v1/GonderimBilgisi/52"
+    assert request.url.params["api_key"] == API_KEY
+
+
+@pytest.mark.parametrize("bad", [-1, "52", 5.0, None, True])
+async def test_get_report_rejects_bad_ids(
+    client: AsyncVairoClient, recorder: Recorder, bad: object
+) -> None:
+    with pytest.raises(InvalidRequestError, match="package_id"):
+        await client.get_report(bad)  # type: ignore[arg-type]
+    assert recorder.requests == []
+
+
+# --- input rules: every bad value named, nothing sent --------------------------------
+
+
+@pytest.mark.parametrize(
+    ("call", "fragments"),
+    [
+        (lambda c: c.send("hi", to="123"), ["'123'", "not a Turkish mobile number"]),
+        (lambda c: c.send("", to="5399999999"), ["empty text"]),
+        (lambda c: c.send("   ", to="5399999999"), ["empty text"]),
+        (lambda c: c.send("hi", to=[]), ["no recipients"]),
+        (lambda c: c.send_messages([]), ["no recipients"]),
+        (lambda c: c.send("hi", to="5399999999", sender=""), ["sender", "empty sender"]),
+        (lambda c: c.send("hi", to="5399999999", sender="   "), ["empty sender"]),
+        (lambda c: c.send("hi", to="5399999999", sender="A" * 12), ["longer than 11"]),
+        (lambda c: c.send("hi", to="5399999999", sender="1" * 17), ["longer than 16"]),
+        (lambda c: c.send("hi", to="5399999999", tr_char="yes"), ["tr_char"]),
+        (lambda c: c.send_messages(["5399999999"]), ["expected a Message"]),
+        (
+            lambda c: c.send_messages([Message(to="5399999999", text=None)]),  # type: ignore[arg-type]
+            ["text must be a string"],
+        ),
+        (
+            lambda c: c.send("", to=["5399999999", "12", "+90 539"], sender=""),
+            ["4 invalid inputs", "'12'", "'+90 539'", "empty text", "empty sender"],
+        ),
+        (
+            lambda c: c.send_messages(
+                [Message(to="5399999999", text="ok"), Message(to="0212 555 12 34", text="")]
+            ),
+            ["messages[1]", "'0212 555 12 34'", "empty text"],
+        ),
+    ],
+)
+async def test_bad_input_raises_and_sends_nothing(
+    client: AsyncVairoClient, recorder: Recorder, call: object, fragments: list[str]
+) -> None:
+    async with client:
+        with pytest.raises(InvalidRequestError) as info:
+            await call(client)  # type: ignore[operator]
+    assert isinstance(info.value, ValueError)
+    for fragment in fragments:
+        assert fragment in str(info.value)
+    assert recorder.requests == []
+
+
+async def test_missing_sender_is_an_input_error(recorder: Recorder) -> None:
+    async with AsyncVairoClient(API_KEY, transport=httpx.MockTransport(recorder)) as client:
+        with pytest.raises(InvalidRequestError, match="no sender"):
+            await client.send("hi", to="5399999999")
+    assert recorder.requests == []
+
+
+# --- configuration -------------------------------------------------------------------
+
+
+def test_missing_key_is_a_configuration_error() -> None:
+    with pytest.raises(ConfigurationError, match="VAIRO_API_KEY"):
+        AsyncVairoClient()
+    with pytest.raises(ConfigurationError):
+        AsyncVairoClient("  ")
+
+
+async def test_environment_fallbacks(monkeypatch: pytest.MonkeyPatch, recorder: Recorder) -> None:
+    monkeypatch.setenv("VAIRO_API_KEY", API_KEY)
+    monkeypatch.setenv("VAIRO_SENDER", "ENVSENDER")
+    monkeypatch.setenv("VAIRO_BASE_URL", "http://127.0.0.1:9/api")
+    async with AsyncVairoClient(transport=httpx.MockTransport(recorder)) as client:
+        assert client.base_url == "http://127.0.0.1:9/api/"
+        await client.send("hi", to="5399999999")
+    (request,) = recorder.requests
+    assert str(request.url).startswith("http://127.0.0.1:9/api/SmsGonder?")
+    assert request.url.params["api_key"] == API_KEY
+    assert json.loads(request.content)["baslik"] == "ENVSENDER"
+
+
+def test_default_base_url() -> None:
+    assert AsyncVairoClient(API_KEY).base_url == "https://vairosms.com/Panel/api/v1/"
+
+
+@pytest.mark.parametrize(
+    "url",
+    ["http://vairosms.com/Panel/api/v1/", "http://10.0.0.5/", "ftp://vairosms.com/", "vairosms"],
+)
+def test_unsafe_base_urls_are_refused(url: str) -> None:
+    with pytest.raises(ConfigurationError):
+        AsyncVairoClient(API_KEY, base_url=url)
+
+
+@pytest.mark.parametrize(
+    "url", ["http://127.0.0.1:8080/Panel/api/v1/", "http://localhost:1/", "http://[::1]:8/"]
+)
+def test_plain_http_to_loopback_is_allowed(url: str) -> None:
+    assert AsyncVairoClient(API_KEY, base_url=url).base_url.startswith("http://")
+
+
+def test_bad_default_sender_is_a_configuration_error() -> None:
+    with pytest.raises(ConfigurationError, match="sender"):
+        AsyncVairoClient(API_KEY, sender="")
+
+
+def test_http_client_and_transport_are_exclusive() -> None:
+    with pytest.raises(ConfigurationError):
+        AsyncVairoClient(
+            API_KEY,
+            http_client=httpx.AsyncClient(),
+            transport=httpx.MockTransport(Recorder()),
+        )
+
+
+async def test_caller_owned_http_client_stays_open(recorder: Recorder) -> None:
+    async with httpx.AsyncClient(transport=httpx.MockTransport(recorder)) as http:
+        async with AsyncVairoClient(API_KEY, sender="ACME", http_client=http) as client:
+            await client.send("hi", to="5399999999")
+        assert not http.is_closed
+        assert (await http.get("https://example.test/")).status_code == 200
+
+
+async def test_own_http_client_is_closed(client: AsyncVairoClient) -> None:
+    async with client:
+        pass
+    assert client._http.is_closed
+
+
+async def test_use_after_close_is_a_clear_error(
+    client: AsyncVairoClient, recorder: Recorder
+) -> None:
+    await client.aclose()
+    await client.aclose()  # idempotent
+    with pytest.raises(ClientClosedError, match="closed"):
+        await client.send("hi", to="5399999999")
+    with pytest.raises(ClientClosedError):
+        await client.get_report(1)
+    with pytest.raises(ClientClosedError):
+        async with client:
+            pass
+    assert recorder.requests == []
+
+
+def test_default_timeouts_are_set() -> None:
+    client = AsyncVairoClient(API_KEY)
+    timeout = client._http.timeout
+    assert timeout.connect == 10.0
+    assert timeout.read == 30.0
+
+
+def test_tls_verification_stays_on() -> None:
+    client = AsyncVairoClient(API_KEY)
+    pool = client._http._transport._pool  # type: ignore[attr-defined]
+    assert pool._ssl_context.verify_mode.name == "CERT_REQUIRED"

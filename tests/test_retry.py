@@ -1,0 +1,319 @@
+"""The retry policy of DESIGN section 4, failure kind by failure kind, for GET and POST."""
+
+from __future__ import annotations
+
+import asyncio
+import email.utils
+import logging
+import time
+from collections.abc import Callable
+
+import httpx
+import pytest
+import tenacity
+
+from tests.conftest import API_KEY, load_sample
+from vairo_async import (
+    APIError,
+    AsyncVairoClient,
+    AuthenticationError,
+    OutcomeUnknownError,
+    RateLimitError,
+    ServerError,
+    TransportError,
+    UnexpectedResponseError,
+    VairoError,
+)
+from vairo_async._retry import RetryPolicy, parse_retry_after, set_testing
+
+Failure = Callable[[httpx.Request], httpx.Response]
+MAX_RETRIES = 3
+ALL = MAX_RETRIES + 1
+
+
+def raising(cls: type[httpx.RequestError]) -> Failure:
+    def fail(request: httpx.Request) -> httpx.Response:
+        raise cls("boom", request=request)
+
+    return fail
+
+
+def answering(status: int, body: object = None, **headers: str) -> Failure:
+    def answer(request: httpx.Request) -> httpx.Response:
+        if isinstance(body, bytes):
+            return httpx.Response(status, content=body, headers=headers)
+        payload = body if body is not None else {"durum": False, "aciklama": "hata"}
+        return httpx.Response(status, json=payload, headers=headers)
+
+    return answer
+
+
+HTML = b"<html><body>502 Bad Gateway</body></html>"
+
+# kind: (failure, (GET attempts, GET error), (POST attempts, POST error))
+TABLE: dict[str, tuple[Failure, tuple[int, type[VairoError]], tuple[int, type[VairoError]]]] = {
+    "connect error": (raising(httpx.ConnectError), (ALL, TransportError), (ALL, TransportError)),
+    "connect timeout": (
+        raising(httpx.ConnectTimeout),
+        (ALL, TransportError),
+        (ALL, TransportError),
+    ),
+    "pool timeout": (raising(httpx.PoolTimeout), (ALL, TransportError), (ALL, TransportError)),
+    "read timeout": (raising(httpx.ReadTimeout), (ALL, TransportError), (1, OutcomeUnknownError)),
+    "write timeout": (
+        raising(httpx.WriteTimeout),
+        (ALL, TransportError),
+        (1, OutcomeUnknownError),
+    ),
+    "dropped connection": (
+        raising(httpx.RemoteProtocolError),
+        (ALL, TransportError),
+        (1, OutcomeUnknownError),
+    ),
+    "read error": (raising(httpx.ReadError), (ALL, TransportError), (1, OutcomeUnknownError)),
+    "408": (answering(408), (ALL, APIError), (1, APIError)),
+    "429": (answering(429, **{"Retry-After": "1"}), (ALL, RateLimitError), (ALL, RateLimitError)),
+    "429 past the cap": (
+        answering(429, **{"Retry-After": "3600"}),
+        (1, RateLimitError),
+        (1, RateLimitError),
+    ),
+    "500": (answering(500), (ALL, ServerError), (1, OutcomeUnknownError)),
+    "502 html page": (answering(502, HTML), (ALL, ServerError), (1, OutcomeUnknownError)),
+    "503": (answering(503), (ALL, ServerError), (ALL, ServerError)),
+    "504": (answering(504), (ALL, ServerError), (1, OutcomeUnknownError)),
+    "401": (answering(401), (1, AuthenticationError), (1, AuthenticationError)),
+    "403": (answering(403), (1, AuthenticationError), (1, AuthenticationError)),
+    "400 durum false": (answering(400), (1, APIError), (1, APIError)),
+    "200 durum false": (answering(200), (1, APIError), (1, APIError)),
+    "200 not json": (answering(200, HTML), (1, UnexpectedResponseError), (1, OutcomeUnknownError)),
+    "200 wrong shape": (
+        answering(200, {"durum": True, "aciklama": {"x": 1}}),
+        (1, UnexpectedResponseError),
+        (1, OutcomeUnknownError),
+    ),
+}
+
+
+class Counting:
+    def __init__(self, *failures: Failure) -> None:
+        self.failures = list(failures)
+        self.calls = 0
+
+    def __call__(self, request: httpx.Request) -> httpx.Response:
+        self.calls += 1
+        if self.failures:
+            return self.failures.pop(0)(request)
+        if request.method == "GET":
+            return httpx.Response(200, json=load_sample("report_completed.json"))
+        return httpx.Response(200, json={"durum": True, "aciklama": 77})
+
+
+def make_client(handler: Counting, **options: object) -> AsyncVairoClient:
+    settings: dict[str, object] = {"max_retries": MAX_RETRIES, "retry_after_max": 60}
+    settings.update(options)
+    return AsyncVairoClient(
+        API_KEY,
+        sender="ACME",
+        transport=httpx.MockTransport(handler),
+        **settings,  # type: ignore[arg-type]
+    )
+
+
+@pytest.mark.parametrize("kind", TABLE)
+@pytest.mark.parametrize("method", ["GET", "POST"])
+async def test_classification(kind: str, method: str) -> None:
+    failure, get_case, post_case = TABLE[kind]
+    attempts, error = get_case if method == "GET" else post_case
+    handler = Counting(*[failure] * 10)
+    async with make_client(handler) as client:
+        call = client.get_report(52) if method == "GET" else client.send("hi", to="5399999999")
+        with pytest.raises(error) as info:
+            await call
+    assert type(info.value) is error
+    assert handler.calls == attempts
+    if error is OutcomeUnknownError:
+        assert isinstance(info.value.error, VairoError)  # type: ignore[attr-defined]
+        assert info.value.__cause__ is info.value.error  # type: ignore[attr-defined]
+
+
+@pytest.mark.parametrize("kind", ["connect error", "429", "503"])
+async def test_post_recovers_after_a_safe_failure(kind: str) -> None:
+    handler = Counting(TABLE[kind][0], TABLE[kind][0])
+    async with make_client(handler) as client:
+        sub = await client.send("hi", to="5399999999")
+    assert sub.package_id == 77
+    assert handler.calls == 3
+
+
+@pytest.mark.parametrize("kind", ["read timeout", "500", "dropped connection", "429"])
+async def test_get_recovers_after_a_transient_failure(kind: str) -> None:
+    handler = Counting(TABLE[kind][0])
+    async with make_client(handler) as client:
+        report = await client.get_report(52)
+    assert report.package_id == 52
+    assert handler.calls == 2
+
+
+async def test_unknown_outcomes_are_retried_only_when_opted_in() -> None:
+    handler = Counting(answering(500), raising(httpx.ReadTimeout))
+    async with make_client(handler, retry_unknown_outcomes=True) as client:
+        sub = await client.send("hi", to="5399999999")
+    assert sub.package_id == 77
+    assert handler.calls == 3
+
+
+async def test_an_earlier_unknown_attempt_keeps_the_outcome_unknown() -> None:
+    # Opted in: a 500 (maybe sent) and then only connect errors: the SMS may still be out.
+    handler = Counting(answering(500), *[raising(httpx.ConnectError)] * 5)
+    async with make_client(handler, retry_unknown_outcomes=True) as client:
+        with pytest.raises(OutcomeUnknownError) as info:
+            await client.send("hi", to="5399999999")
+    assert isinstance(info.value.error, TransportError)
+    assert handler.calls == ALL
+
+
+async def test_max_retries_zero_means_one_attempt() -> None:
+    handler = Counting(*[answering(503)] * 3)
+    async with make_client(handler, max_retries=0) as client:
+        with pytest.raises(ServerError):
+            await client.send("hi", to="5399999999")
+    assert handler.calls == 1
+
+
+async def test_rate_limit_past_the_cap_carries_retry_after() -> None:
+    handler = Counting(answering(429, **{"Retry-After": "3600"}))
+    async with make_client(handler) as client:
+        with pytest.raises(RateLimitError) as info:
+            await client.send("hi", to="5399999999")
+    assert info.value.retry_after == 3600.0
+
+
+async def test_each_retry_is_logged_without_the_url(caplog: pytest.LogCaptureFixture) -> None:
+    handler = Counting(answering(503), raising(httpx.ConnectError))
+    with caplog.at_level(logging.INFO, logger="vairo_async"):
+        async with make_client(handler) as client:
+            await client.send("hi", to="5399999999")
+    retries = [r for r in caplog.records if r.name == "vairo_async"]
+    assert len(retries) == 2
+    assert all(r.levelno == logging.WARNING for r in retries)
+    assert "POST SmsGonder" in retries[0].getMessage()
+    assert "ServerError" in retries[0].getMessage()
+    assert "retry 1 of 3" in retries[0].getMessage()
+    assert "TransportError" in retries[1].getMessage()
+    assert all("api_key" not in r.getMessage() for r in retries)
+
+
+async def test_cancellation_is_neither_retried_nor_swallowed() -> None:
+    started = asyncio.Event()
+    calls = 0
+
+    async def hang(request: httpx.Request) -> httpx.Response:
+        nonlocal calls
+        calls += 1
+        started.set()
+        await asyncio.Event().wait()
+        raise AssertionError("unreachable")
+
+    async with AsyncVairoClient(
+        API_KEY, sender="ACME", transport=httpx.MockTransport(hang)
+    ) as client:
+        for call in (client.send("hi", to="5399999999"), client.get_report(1)):
+            started.clear()
+            task = asyncio.create_task(call)
+            await started.wait()
+            task.cancel()
+            with pytest.raises(asyncio.CancelledError):
+                await task
+    assert calls == 2
+
+
+async def test_cancellation_during_backoff_propagates() -> None:
+    answered = asyncio.Event()
+
+    def answer_503(request: httpx.Request) -> httpx.Response:
+        answered.set()
+        return answering(503)(request)
+
+    handler = Counting(*[answer_503] * 10)
+    async with make_client(handler, retry_backoff=30.0) as client:
+        with set_testing(False):
+            task = asyncio.create_task(client.send("hi", to="5399999999"))
+            await answered.wait()
+            await asyncio.wait([task], timeout=0.05)  # let it reach the 30 s backoff
+            assert not task.done()
+            task.cancel()
+            with pytest.raises(asyncio.CancelledError):
+                await task
+    assert handler.calls == 1
+
+
+# --- waits ---------------------------------------------------------------------------
+
+
+def _state(policy: RetryPolicy, attempt: int, error: BaseException) -> tenacity.RetryCallState:
+    state = tenacity.RetryCallState(policy._post, None, (), {})
+    state.attempt_number = attempt
+    state.outcome = tenacity.Future.construct(attempt, error, True)
+    return state
+
+
+def make_policy(**changes: float) -> RetryPolicy:
+    options = {"backoff": 0.5, "backoff_max": 8.0, "retry_after_max": 60.0}
+    options.update(changes)
+    return RetryPolicy(max_retries=10, retry_unknown_outcomes=False, **options)  # type: ignore[arg-type]
+
+
+def test_backoff_is_exponential_with_jitter_and_capped() -> None:
+    policy = make_policy()
+    error = ServerError("x", status_code=503)
+    with set_testing(False):
+        for attempt, low in [(1, 0.5), (2, 1.0), (3, 2.0), (4, 4.0)]:
+            waits = {policy._wait(_state(policy, attempt, error)) for _ in range(50)}
+            assert all(low <= w <= low + 0.5 for w in waits)
+            assert len(waits) > 1  # jitter
+        assert all(policy._wait(_state(policy, 9, error)) == 8.0 for _ in range(20))
+
+
+def test_retry_after_overrides_backoff() -> None:
+    policy = make_policy()
+    error = RateLimitError("x", status_code=429, retry_after=12.5)
+    with set_testing(False):
+        assert policy._wait(_state(policy, 1, error)) == 12.5
+
+
+def test_testing_mode_zeroes_every_wait() -> None:
+    policy = make_policy()
+    error = RateLimitError("x", status_code=429, retry_after=12.5)
+    assert policy._wait(_state(policy, 3, error)) == 0.0
+    with set_testing(False):
+        assert policy._wait(_state(policy, 3, error)) == 12.5
+    assert policy._wait(_state(policy, 3, error)) == 0.0
+
+
+@pytest.mark.parametrize(
+    ("header", "expected"),
+    [("3", 3.0), ("0", 0.0), (" 2.5 ", 2.5), ("-4", 0.0), ("", None), (None, None), ("soon", None)],
+)
+def test_parse_retry_after_seconds(header: str | None, expected: float | None) -> None:
+    assert parse_retry_after(header) == expected
+
+
+def test_parse_retry_after_http_date() -> None:
+    header = email.utils.formatdate(time.time() + 30, usegmt=True)
+    seconds = parse_retry_after(header)
+    assert seconds is not None
+    assert 28 <= seconds <= 30
+    past = email.utils.formatdate(time.time() - 300, usegmt=True)
+    assert parse_retry_after(past) == 0.0
+
+
+async def test_retry_after_as_http_date_is_honoured_by_the_client() -> None:
+    header = email.utils.formatdate(time.time() + 3600, usegmt=True)
+    handler = Counting(answering(429, **{"Retry-After": header}))
+    async with make_client(handler) as client:
+        with pytest.raises(RateLimitError) as info:
+            await client.get_report(52)
+    assert handler.calls == 1
+    assert info.value.retry_after is not None
+    assert info.value.retry_after > 3500

@@ -1,0 +1,147 @@
+"""The API key appears in no log record, no str/repr, and no formatted traceback."""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import socket
+import traceback
+from collections.abc import AsyncIterator, Iterator
+
+import httpx
+import pytest
+
+from tests.conftest import API_KEY
+from tests.test_retry import TABLE, Counting
+from vairo_async import AsyncVairoClient, ConfigurationError, VairoError
+
+LOGGERS = ("", "httpx", "httpcore", "vairo_async")
+
+
+@pytest.fixture
+def debug_logs(caplog: pytest.LogCaptureFixture) -> Iterator[pytest.LogCaptureFixture]:
+    levels = {name: logging.getLogger(name).level for name in LOGGERS}
+    for name in LOGGERS:
+        logging.getLogger(name).setLevel(logging.DEBUG)
+    caplog.set_level(logging.DEBUG)
+    yield caplog
+    for name, level in levels.items():
+        logging.getLogger(name).setLevel(level)
+
+
+def assert_no_key(*texts: str) -> None:
+    for text in texts:
+        assert API_KEY not in text
+        assert API_KEY[-12:] not in text
+
+
+def assert_error_is_clean(error: BaseException) -> None:
+    assert_no_key(
+        str(error),
+        repr(error),
+        "".join(traceback.format_exception(error)),
+        *(repr(getattr(error, name, "")) for name in ("body", "message", "error")),
+    )
+
+
+def assert_logs_are_clean(caplog: pytest.LogCaptureFixture) -> None:
+    assert caplog.records, "the test should have produced log records"
+    assert_no_key(caplog.text, *(record.getMessage() for record in caplog.records))
+
+
+async def test_every_error_path_keeps_the_key_secret(
+    debug_logs: pytest.LogCaptureFixture,
+) -> None:
+    errors: list[BaseException] = []
+    for failure, _, _ in TABLE.values():
+        handler = Counting(*[failure] * 10)
+        async with AsyncVairoClient(
+            API_KEY, sender="ACME", transport=httpx.MockTransport(handler)
+        ) as client:
+            assert_no_key(str(client), repr(client))
+            for call in (client.get_report(5), client.send("hi", to="5399999999")):
+                try:
+                    await call
+                except VairoError as error:
+                    errors.append(error)
+    assert len(errors) == 2 * len(TABLE)
+    for error in errors:
+        assert_error_is_clean(error)
+    assert_logs_are_clean(debug_logs)
+    assert any("HTTP Request" in r.getMessage() for r in debug_logs.records)
+    assert any("api_key=[REDACTED]" in r.getMessage() for r in debug_logs.records)
+
+
+async def test_a_transport_error_quoting_the_url_is_scrubbed(
+    debug_logs: pytest.LogCaptureFixture,
+) -> None:
+    def fail(request: httpx.Request) -> httpx.Response:
+        raise httpx.ConnectError(f"cannot reach {request.url}", request=request)
+
+    async with AsyncVairoClient(
+        API_KEY, sender="ACME", transport=httpx.MockTransport(fail), max_retries=1
+    ) as client:
+        with pytest.raises(VairoError) as info:
+            await client.send("hi", to="5399999999")
+    assert_error_is_clean(info.value)
+    assert "api_key=[REDACTED]" in str(info.value)
+    assert_logs_are_clean(debug_logs)
+
+
+def test_configuration_errors_do_not_quote_the_key() -> None:
+    with pytest.raises(ConfigurationError) as info:
+        AsyncVairoClient(API_KEY, base_url=f"http://example.com/?api_key={API_KEY}")
+    assert_error_is_clean(info.value)
+
+
+# --- through a real loopback socket, so httpcore logs too ----------------------------
+
+
+@pytest.fixture
+async def tiny_server() -> AsyncIterator[str]:
+    """A loopback HTTP server answering 401 with the key echoed in the body."""
+
+    async def handle(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        request = await reader.readuntil(b"\r\n\r\n")
+        length = 0
+        for line in request.split(b"\r\n"):
+            if line.lower().startswith(b"content-length:"):
+                length = int(line.split(b":")[1])
+        await reader.readexactly(length)
+        body = ('{"durum": false, "aciklama": "invalid key ' + API_KEY + '"}').encode()
+        writer.write(
+            b"HTTP/1.1 401 Unauthorized\r\nContent-Type: application/json\r\n"
+            + f"Content-Length: {len(body)}\r\nConnection: close\r\n\r\n".encode()
+            + body
+        )
+        await writer.drain()
+        writer.close()
+
+    server = await asyncio.start_server(handle, "127.0.0.1", 0)
+    port = server.sockets[0].getsockname()[1]
+    async with server:
+        yield f"http://127.0.0.1:{port}/Panel/api/v1/"
+
+
+def _closed_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return int(sock.getsockname()[1])
+
+
+async def test_real_sockets_keep_the_key_secret(
+    tiny_server: str, debug_logs: pytest.LogCaptureFixture
+) -> None:
+    errors: list[BaseException] = []
+    for base_url in (tiny_server, f"http://127.0.0.1:{_closed_port()}/"):
+        async with AsyncVairoClient(
+            API_KEY, sender="ACME", base_url=base_url, max_retries=1
+        ) as client:
+            for call in (client.get_report(5), client.send("hi", to="5399999999")):
+                with pytest.raises(VairoError) as info:
+                    await call
+                errors.append(info.value)
+    for error in errors:
+        assert_error_is_clean(error)
+    assert_logs_are_clean(debug_logs)
+    assert {r.name for r in debug_logs.records} >= {"httpx", "httpcore.connection"}

@@ -1,0 +1,245 @@
+"""The converter's wire rules, on the API document's own sample answers."""
+
+from __future__ import annotations
+
+import json
+from datetime import datetime, timedelta
+
+import pytest
+
+from tests.conftest import load_sample
+from vairo_async import (
+    APIError,
+    AuthenticationError,
+    FailureLog,
+    Message,
+    PackageReport,
+    PackageStatus,
+    RateLimitError,
+    ServerError,
+    UnexpectedResponseError,
+)
+from vairo_async._constants import ISTANBUL
+from vairo_async._wire import converter, decode, encode_send, make_converter
+
+KEY = "the-key"
+
+
+def _body(payload: object) -> bytes:
+    return json.dumps(payload, ensure_ascii=False).encode()
+
+
+def _report(**changes: object) -> PackageReport:
+    data = load_sample("report_completed.json")["aciklama"]
+    data.update(changes)
+    return decode(200, _body({"durum": True, "aciklama": data}), None, PackageReport, KEY)
+
+
+def test_completed_sample_parses_to_the_values_it_shows() -> None:
+    payload = load_sample("report_completed.json")
+    report = decode(200, _body(payload), None, PackageReport, KEY)
+    assert report == PackageReport(
+        package_id=52,
+        sender="08505326480",
+        recipient_count=2,
+        credits=2,
+        expires_at=datetime(2016, 7, 22, 14, 40, 16, tzinfo=ISTANBUL),
+        scheduled_at=None,
+        validity=timedelta(hours=24),
+        status=PackageStatus.COMPLETED,
+        created_at=datetime(2016, 7, 21, 14, 40, 16, tzinfo=ISTANBUL),
+        failure=None,
+    )
+    assert report.raw == payload["aciklama"]
+    assert report.status.is_final
+    assert report.expires_at - report.created_at == report.validity
+
+
+def test_failed_sample_parses_with_its_log() -> None:
+    payload = load_sample("report_failed.json")
+    report = decode(200, _body(payload), None, PackageReport, KEY)
+    assert report.package_id == 61
+    assert report.sender == "BAŞLIK"
+    assert report.credits == 0
+    assert report.status is PackageStatus.FAILED
+    assert report.status.is_final
+    assert report.failure == FailureLog(
+        message="Gönderim #61 sırasında hata oluşu: INVALID_SOURCE_ADDRESS",
+        id=1221,
+        user_id=1,
+        kind="error",
+        section="sms",
+        api="",
+        route="https://vairosms.com/Panel/api/v1/SmsGonder",
+        ip="78.163.252.167",
+        context="",
+        created_at=datetime(2016, 7, 22, 17, 13, 11, tzinfo=ISTANBUL),
+        updated_at=datetime(2016, 7, 22, 17, 13, 11, tzinfo=ISTANBUL),
+    )
+    assert report.failure.raw == payload["aciklama"]["log"]
+
+
+def test_times_are_istanbul_wall_clock() -> None:
+    report = _report(created_at="2024-01-15 09:30:00")
+    assert report.created_at.utcoffset() == timedelta(hours=3)
+    assert report.created_at.hour == 9
+    assert report.created_at.tzinfo is ISTANBUL
+
+
+@pytest.mark.parametrize(
+    ("wire", "expected"),
+    [
+        ("24:00:00", timedelta(hours=24)),
+        ("36:30:00", timedelta(hours=36, minutes=30)),
+        ("00:00:05", timedelta(seconds=5)),
+        ("120:15:30", timedelta(hours=120, minutes=15, seconds=30)),
+    ],
+)
+def test_validity_durations(wire: str, expected: timedelta) -> None:
+    assert _report(gecerlilik_suresi=wire).validity == expected
+
+
+@pytest.mark.parametrize("wire", ["0000-00-00 00:00:00", "", None])
+def test_no_schedule_is_none(wire: object) -> None:
+    assert _report(ileri_tarih=wire).scheduled_at is None
+
+
+def test_schedule_is_parsed() -> None:
+    report = _report(ileri_tarih="2016-07-25 10:00:00")
+    assert report.scheduled_at == datetime(2016, 7, 25, 10, 0, tzinfo=ISTANBUL)
+
+
+@pytest.mark.parametrize("wire", [52, "52"])
+def test_package_id_as_int_or_digit_string(wire: object) -> None:
+    assert decode(200, _body({"durum": True, "aciklama": wire}), None, int, KEY) == 52
+    assert _report(id=wire).package_id == 52
+
+
+@pytest.mark.parametrize("wire", ["52a", "", 5.2, True, None, [52]])
+def test_package_id_of_another_shape_is_unexpected(wire: object) -> None:
+    with pytest.raises(UnexpectedResponseError) as info:
+        decode(200, _body({"durum": True, "aciklama": wire}), None, int, KEY)
+    assert info.value.status_code == 200
+
+
+@pytest.mark.parametrize("wire", [2, 7, -5, "3"])
+def test_unknown_status_does_not_crash(wire: object) -> None:
+    report = _report(paket_durum=wire)
+    assert int(report.status) == int(wire)  # type: ignore[call-overload]
+    assert report.status.name.startswith("UNKNOWN_")
+    assert not report.status.is_final
+    assert report.status not in (PackageStatus.COMPLETED, PackageStatus.FAILED)
+
+
+def test_status_as_digit_string() -> None:
+    assert _report(paket_durum="-1").status is PackageStatus.FAILED
+
+
+def test_unknown_extra_fields_are_kept() -> None:
+    report = _report(yeni_alan="değer", numara_listesi=[1, 2])
+    assert report.raw["yeni_alan"] == "değer"
+    assert report.raw["numara_listesi"] == [1, 2]
+    assert report.package_id == 52
+
+
+@pytest.mark.parametrize(
+    "change",
+    [
+        {"id": None},
+        {"numara_toplam": "iki"},
+        {"created_at": "dün"},
+        {"gecerlilik_suresi": "1 gün"},
+        {"paket_durum": None},
+        {"log": "hata"},
+    ],
+)
+def test_wrong_types_raise_unexpected_response(change: dict[str, object]) -> None:
+    with pytest.raises(UnexpectedResponseError) as info:
+        _report(**change)
+    field = next(iter(change))
+    assert field in str(info.value)
+
+
+def test_missing_field_raises_unexpected_response() -> None:
+    data = load_sample("report_completed.json")
+    del data["aciklama"]["kredi_toplam"]
+    with pytest.raises(UnexpectedResponseError, match="kredi_toplam"):
+        decode(200, _body(data), None, PackageReport, KEY)
+
+
+def test_durum_false_with_200_is_api_error() -> None:
+    body = _body({"durum": False, "aciklama": "Geçersiz başlık"})
+    with pytest.raises(APIError) as info:
+        decode(200, body, None, int, KEY)
+    assert type(info.value) is APIError
+    assert info.value.message == "Geçersiz başlık"
+    assert info.value.status_code == 200
+
+
+@pytest.mark.parametrize(
+    ("status", "cls"),
+    [
+        (400, APIError),
+        (404, APIError),
+        (401, AuthenticationError),
+        (403, AuthenticationError),
+        (429, RateLimitError),
+        (500, ServerError),
+        (502, ServerError),
+        (503, ServerError),
+    ],
+)
+def test_error_statuses_map_to_classes(status: int, cls: type[APIError]) -> None:
+    body = _body({"durum": False, "aciklama": "olmadı"})
+    with pytest.raises(cls) as info:
+        decode(status, body, 7.0, int, KEY)
+    assert type(info.value) is cls
+    assert info.value.status_code == status
+    assert info.value.message == "olmadı"
+    assert info.value.retry_after == 7.0
+
+
+def test_html_proxy_page_is_a_server_error_with_its_body() -> None:
+    page = b"<html><body><h1>502 Bad Gateway</h1></body></html>"
+    with pytest.raises(ServerError) as info:
+        decode(502, page, None, int, KEY)
+    assert "not JSON" in info.value.message
+    assert "502 Bad Gateway" in info.value.body
+
+
+@pytest.mark.parametrize(
+    "body",
+    [b"<html>OK</html>", b"", b'{"durum": "evet", "aciklama": 5}', b"[1, 2]", b'{"aciklama": 5}'],
+)
+def test_malformed_success_body_is_unexpected(body: bytes) -> None:
+    with pytest.raises(UnexpectedResponseError):
+        decode(200, body, None, int, KEY)
+
+
+def test_bodies_in_errors_are_redacted() -> None:
+    body = _body({"durum": False, "aciklama": f"bad key {KEY} in ?api_key={KEY}"})
+    with pytest.raises(AuthenticationError) as info:
+        decode(401, body, None, int, KEY)
+    assert KEY not in info.value.message
+    assert KEY not in info.value.body
+    assert KEY not in str(info.value)
+
+
+def test_send_body_matches_the_documented_shape() -> None:
+    messages = [Message(to="5399999999", text="safasfsa"), Message(to="5554444444", text="deneme")]
+    assert json.loads(encode_send("BAŞLIK", messages, tr_char=False)) == {
+        "baslik": "BAŞLIK",
+        "mesajlar": [
+            {"msg": "safasfsa", "dest": "5399999999"},
+            {"msg": "deneme", "dest": "5554444444"},
+        ],
+    }
+    turkish = json.loads(encode_send("BAŞLIK", messages, tr_char=True))
+    assert turkish["tr_char"] is True
+    assert "BAŞLIK".encode() in encode_send("BAŞLIK", messages, tr_char=True)
+
+
+def test_make_converter_returns_independent_instances() -> None:
+    other = make_converter()
+    assert other is not converter
+    assert other.structure("52", int) == 52

@@ -1,0 +1,361 @@
+"""`AsyncVairoClient`: configuration, the HTTP round trip, and the single-package calls."""
+
+from __future__ import annotations
+
+import ipaddress
+import os
+from collections.abc import AsyncIterator, Iterable
+from types import TracebackType
+from typing import Self, TypeVar
+
+import httpx
+
+from ._bulk import DEFAULT_BATCH_SIZE, DEFAULT_CONCURRENCY, Messages, ProgressHook, run_bulk
+from ._constants import (
+    DEFAULT_BASE_URL,
+    DEFAULT_CONNECT_TIMEOUT,
+    DEFAULT_MAX_RETRIES,
+    DEFAULT_RETRY_AFTER_MAX,
+    DEFAULT_RETRY_BACKOFF,
+    DEFAULT_RETRY_BACKOFF_MAX,
+    DEFAULT_TIMEOUT,
+    ENV_API_KEY,
+    ENV_BASE_URL,
+    ENV_SENDER,
+    REPORT_ENDPOINT,
+    SEND_ENDPOINT,
+)
+from ._errors import (
+    ClientClosedError,
+    ConfigurationError,
+    InvalidRequestError,
+    TransportError,
+)
+from ._models import BatchOutcome, BulkResult, Message, PackageReport, Submission
+from ._redact import install_log_redaction, redact, scrub_exception
+from ._retry import RetryPolicy, parse_retry_after
+from ._segments import needs_turkish_shift, segments
+from ._validate import check_message, check_sender, describe
+from ._wire import decode, encode_send
+
+__all__ = ["AsyncVairoClient"]
+
+T = TypeVar("T")
+
+# Failures that happen before the request leaves the client: a resend cannot duplicate.
+_NOT_SENT = (httpx.ConnectError, httpx.ConnectTimeout, httpx.PoolTimeout, httpx.UnsupportedProtocol)
+_JSON = {"content-type": "application/json"}
+
+
+def _is_loopback(host: str) -> bool:
+    if host == "localhost":
+        return True
+    try:
+        return ipaddress.ip_address(host).is_loopback
+    except ValueError:
+        return False
+
+
+def _checked_base_url(base_url: str) -> str:
+    url = httpx.URL(base_url)
+    if url.scheme not in ("https", "http") or not url.host:
+        raise ConfigurationError(f"base_url must be an http(s) URL, got {base_url!r}")
+    if url.scheme == "http" and not _is_loopback(url.host):
+        raise ConfigurationError(
+            f"refusing plain http to {url.host!r}: the API key would travel unencrypted; "
+            "use https (plain http is allowed only for loopback test servers)"
+        )
+    if url.query or url.userinfo:
+        raise ConfigurationError("base_url must not carry a query string or credentials")
+    text = str(url)
+    return text if text.endswith("/") else text + "/"
+
+
+class AsyncVairoClient:
+    """An asyncio client for the VairoSMS API.
+
+    Args:
+        api_key: The API key; defaults to the `VAIRO_API_KEY` environment variable.
+        sender: The default sender name (`baslik`); defaults to `VAIRO_SENDER`.
+        base_url: The API root; defaults to `VAIRO_BASE_URL`, then the public endpoint.
+            Plain http is refused unless the host is loopback.
+        timeout: Seconds per request, or an `httpx.Timeout`. Not used with `http_client`.
+        max_retries: Retries after the first attempt of a request.
+        retry_backoff: First backoff in seconds; it doubles each retry, with jitter.
+        retry_backoff_max: Cap of one backoff in seconds.
+        retry_after_max: Longest `Retry-After` honoured; longer hints are raised.
+        retry_unknown_outcomes: Resend after failures that leave a send's outcome unknown
+            (read timeout, dropped connection, 500/502/504). Off by default: it can deliver
+            an SMS twice.
+        http_client: An `httpx.AsyncClient` to use; the caller keeps ownership and closes it.
+        transport: An httpx transport for the client's own `httpx.AsyncClient` (tests use
+            `vairo_async.testing.FakeVairo().transport()`).
+
+    Raises:
+        ConfigurationError: No API key, an unsafe base URL, or both `http_client` and
+            `transport`.
+    """
+
+    def __init__(
+        self,
+        api_key: str | None = None,
+        *,
+        sender: str | None = None,
+        base_url: str | None = None,
+        timeout: float | httpx.Timeout | None = None,
+        max_retries: int = DEFAULT_MAX_RETRIES,
+        retry_backoff: float = DEFAULT_RETRY_BACKOFF,
+        retry_backoff_max: float = DEFAULT_RETRY_BACKOFF_MAX,
+        retry_after_max: float = DEFAULT_RETRY_AFTER_MAX,
+        retry_unknown_outcomes: bool = False,
+        http_client: httpx.AsyncClient | None = None,
+        transport: httpx.AsyncBaseTransport | None = None,
+    ) -> None:
+        key = api_key if api_key is not None else os.environ.get(ENV_API_KEY)
+        if not key or not key.strip():
+            raise ConfigurationError(f"no API key: pass api_key= or set {ENV_API_KEY}")
+        self._key = key
+        self._sender = sender if sender is not None else os.environ.get(ENV_SENDER)
+        if self._sender is not None:
+            try:
+                check_sender(self._sender)
+            except ValueError as exc:
+                raise ConfigurationError(f"sender={describe(self._sender)}: {exc}") from None
+        self.base_url = _checked_base_url(
+            base_url or os.environ.get(ENV_BASE_URL) or DEFAULT_BASE_URL
+        )
+        if http_client is not None and transport is not None:
+            raise ConfigurationError("pass http_client or transport, not both")
+        if max_retries < 0:
+            raise ConfigurationError(f"max_retries must be 0 or more, got {max_retries}")
+        self._retry = RetryPolicy(
+            max_retries=max_retries,
+            backoff=retry_backoff,
+            backoff_max=retry_backoff_max,
+            retry_after_max=retry_after_max,
+            retry_unknown_outcomes=retry_unknown_outcomes,
+        )
+        install_log_redaction()
+        self._owns_http = http_client is None
+        if http_client is None:
+            if timeout is None:
+                timeout = httpx.Timeout(DEFAULT_TIMEOUT, connect=DEFAULT_CONNECT_TIMEOUT)
+            http_client = httpx.AsyncClient(transport=transport, timeout=timeout)
+        self._http = http_client
+        self._params = {"api_key": key}
+        self._send_url = httpx.URL(self.base_url + SEND_ENDPOINT, params=self._params)
+        self._closed = False
+
+    def __repr__(self) -> str:
+        return f"AsyncVairoClient(base_url={self.base_url!r}, sender={self._sender!r})"
+
+    async def __aenter__(self) -> Self:
+        self._check_open()
+        return self
+
+    async def __aexit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        tb: TracebackType | None,
+    ) -> None:
+        await self.aclose()
+
+    async def aclose(self) -> None:
+        """Close the client and, unless the caller supplied it, its HTTP connections."""
+        if self._closed:
+            return
+        self._closed = True
+        if self._owns_http:
+            await self._http.aclose()
+
+    def _check_open(self) -> None:
+        if self._closed:
+            raise ClientClosedError("this AsyncVairoClient is closed; create a new one")
+
+    async def send(
+        self,
+        text: str,
+        *,
+        to: str | Iterable[str],
+        sender: str | None = None,
+        tr_char: bool | None = None,
+    ) -> Submission:
+        """Send one text to one or more numbers, as one package (one SmsGonder call).
+
+        Args:
+            text: The message text.
+            to: A number, or an iterable of numbers, in any common Turkish spelling.
+            sender: Overrides the client's sender for this call.
+            tr_char: Turkish characters flag; None sets it exactly when the text needs it.
+
+        Returns:
+            The package id and recipient count.
+
+        Raises:
+            InvalidRequestError: Bad numbers, empty text, no recipients or a bad sender;
+                nothing was sent.
+            OutcomeUnknownError: The send may or may not have gone out; not retried.
+            APIError: The server refused the package.
+            TransportError: The server could not be reached; nothing was sent.
+        """
+        numbers = [to] if isinstance(to, str) else list(to)
+        return await self.send_messages(
+            [Message(to=number, text=text) for number in numbers], sender=sender, tr_char=tr_char
+        )
+
+    async def send_messages(
+        self,
+        messages: Iterable[Message],
+        *,
+        sender: str | None = None,
+        tr_char: bool | None = None,
+    ) -> Submission:
+        """Send messages with their own texts as one package (one SmsGonder call).
+
+        Takes the same arguments and raises the same errors as `send`; for more messages
+        than one call should carry, use `send_bulk`.
+        """
+        self._check_open()
+        batch = list(messages)
+        problems = []
+        try:
+            sender = check_sender(self._sender if sender is None else sender)
+        except ValueError as exc:
+            problems.append(f"sender: {exc}")
+        if not batch:
+            problems.append("no recipients: the message list is empty")
+        if tr_char is not None and type(tr_char) is not bool:
+            problems.append(f"tr_char must be True, False or None, got {describe(tr_char)}")
+        checked = []
+        for index, message in enumerate(batch):
+            try:
+                checked.append(check_message(message))
+            except ValueError as exc:
+                where = f"messages[{index}]: " if len(batch) > 1 else ""
+                problems.append(f"{where}{exc}")
+        if problems:
+            raise InvalidRequestError(problems)
+        assert sender is not None
+        if tr_char is None:
+            tr_char = any(needs_turkish_shift(message.text) for message in checked)
+        credits = sum(segments(message.text, tr_char=tr_char).count for message in checked)
+        package_id = await self._submit(sender, checked, tr_char)
+        return Submission(package_id, len(checked), estimated_credits=credits)
+
+    def iter_bulk(
+        self,
+        messages: Messages,
+        *,
+        sender: str | None = None,
+        batch_size: int = DEFAULT_BATCH_SIZE,
+        concurrency: int = DEFAULT_CONCURRENCY,
+        rate: float | None = None,
+        on_progress: ProgressHook | None = None,
+    ) -> AsyncIterator[BatchOutcome]:
+        """Send a campaign of any size, yielding each batch's outcome as it settles.
+
+        `messages` (any iterable or async iterable of `Message`) is read lazily, only as
+        fast as batches can be dispatched. Bad rows are rejected inside the outcome of the
+        batch they would have joined; no failing batch stops the others. Every row ends
+        sent, failed, unknown or rejected, and no batch is sent twice unless the client
+        was built with `retry_unknown_outcomes=True`.
+
+        Args:
+            messages: The rows to send.
+            sender: Overrides the client's sender for this campaign.
+            batch_size: Rows per batch (one SmsGonder call each), at most.
+            concurrency: Batches in flight, at most.
+            rate: SmsGonder calls per second, at most; None for no limit.
+            on_progress: Called with a `BulkProgress` as each batch settles, including
+                the batches settled as the campaign is cancelled.
+
+        Raises:
+            InvalidRequestError: A bad sender or bad limits, before anything is read.
+            TypeError: An input row that is not a `Message` (after the rows read before it
+                were sent and yielded).
+        """
+        self._check_open()
+        problems = []
+        try:
+            sender = check_sender(self._sender if sender is None else sender)
+        except ValueError as exc:
+            problems.append(f"sender: {exc}")
+        for name, value in (("batch_size", batch_size), ("concurrency", concurrency)):
+            if type(value) is not int or value < 1:
+                problems.append(f"{name}={describe(value)}: must be a positive integer")
+        if rate is not None and (not isinstance(rate, int | float) or not rate > 0):
+            problems.append(f"rate={describe(rate)}: must be a positive number or None")
+        if problems:
+            raise InvalidRequestError(problems)
+        assert sender is not None
+        return run_bulk(
+            self,
+            messages,
+            sender=sender,
+            batch_size=batch_size,
+            concurrency=concurrency,
+            rate=rate,
+            on_progress=on_progress,
+        )
+
+    async def send_bulk(
+        self,
+        messages: Messages,
+        *,
+        sender: str | None = None,
+        batch_size: int = DEFAULT_BATCH_SIZE,
+        concurrency: int = DEFAULT_CONCURRENCY,
+        rate: float | None = None,
+        on_progress: ProgressHook | None = None,
+    ) -> BulkResult:
+        """Run `iter_bulk` to the end and collect every outcome into a `BulkResult`.
+
+        A failed batch never raises: look at the result's `failed`, `unknown` and
+        `rejected` counts and rows. Takes the same arguments as `iter_bulk`.
+        """
+        outcomes = self.iter_bulk(
+            messages,
+            sender=sender,
+            batch_size=batch_size,
+            concurrency=concurrency,
+            rate=rate,
+            on_progress=on_progress,
+        )
+        return BulkResult(tuple([outcome async for outcome in outcomes]))
+
+    async def get_report(self, package_id: int) -> PackageReport:
+        """Fetch a package's report (one GonderimBilgisi call, retried on transient errors).
+
+        Raises:
+            InvalidRequestError: `package_id` is not a non-negative integer.
+            APIError: The server answered with an error, e.g. no such package.
+        """
+        self._check_open()
+        if type(package_id) is not int or package_id < 0:
+            raise InvalidRequestError(
+                [f"package_id={describe(package_id)}: must be a non-negative integer"]
+            )
+        url = httpx.URL(f"{self.base_url}{REPORT_ENDPOINT}/{package_id}", params=self._params)
+        return await self._retry.get(self._call, "GET", url, None, PackageReport)
+
+    async def _submit(self, sender: str, messages: list[Message], tr_char: bool) -> int:
+        """POST one checked batch under the send retry rules; returns the package id."""
+        body = encode_send(sender, messages, tr_char)
+        return await self._retry.post(self._call, "POST", self._send_url, body, int)
+
+    async def _call(self, method: str, url: httpx.URL, content: bytes | None, target: type[T]) -> T:
+        """One HTTP round trip, its answer decoded into `target` or raised as a VairoError."""
+        self._check_open()
+        try:
+            response = await self._http.request(
+                method, url, content=content, headers=_JSON if content is not None else None
+            )
+        except httpx.RequestError as exc:
+            scrub_exception(exc, self._key)
+            raise TransportError(
+                f"{type(exc).__name__}: {redact(str(exc), self._key) or 'no detail'}",
+                may_have_reached_server=not isinstance(exc, _NOT_SENT),
+            ) from exc
+        retry_after = parse_retry_after(response.headers.get("retry-after"))
+        return decode(response.status_code, response.content, retry_after, target, self._key)

@@ -1,0 +1,174 @@
+"""The exception hierarchy of vairo-async.
+
+VairoError
+├── ConfigurationError        bad client set-up (no key, plain http to a remote host, ...)
+├── ClientClosedError         the client was used after aclose()
+├── InvalidRequestError       bad input caught before anything was sent (also a ValueError)
+├── APIError                  the server answered with an error (durum: false or HTTP 4xx/5xx)
+│   ├── AuthenticationError   HTTP 401 / 403
+│   ├── RateLimitError        HTTP 429, with retry_after
+│   └── ServerError           HTTP 5xx
+├── TransportError            no usable answer: connect failure, timeout, dropped connection
+├── UnexpectedResponseError   an answer that is not what the API documents
+├── OutcomeUnknownError       a send may or may not have been acted on: not retried
+└── WaitTimeoutError          a package was not final in time (also a TimeoutError)
+"""
+
+from __future__ import annotations
+
+from typing import TYPE_CHECKING
+
+if TYPE_CHECKING:
+    from ._models import PackageReport
+
+__all__ = [
+    "APIError",
+    "AuthenticationError",
+    "ClientClosedError",
+    "ConfigurationError",
+    "InvalidRequestError",
+    "OutcomeUnknownError",
+    "RateLimitError",
+    "ServerError",
+    "TransportError",
+    "UnexpectedResponseError",
+    "VairoError",
+    "WaitTimeoutError",
+    "api_error_class",
+]
+
+
+class VairoError(Exception):
+    """Base class of every error this SDK raises."""
+
+
+class ConfigurationError(VairoError):
+    """The client cannot be built as asked: no API key, or an unsafe base URL."""
+
+
+class ClientClosedError(VairoError, RuntimeError):
+    """The client was used after `aclose()` or after its `async with` block ended."""
+
+
+class InvalidRequestError(VairoError, ValueError):
+    """Input broke the rules of DESIGN section 3; nothing was sent.
+
+    Attributes:
+        problems: One line per bad value, each naming the value and what is wrong with it.
+    """
+
+    def __init__(self, problems: list[str] | tuple[str, ...]) -> None:
+        self.problems = tuple(problems)
+        count = len(self.problems)
+        head = "invalid request" if count == 1 else f"{count} invalid inputs"
+        super().__init__(f"{head}: " + "; ".join(self.problems))
+
+
+class APIError(VairoError):
+    """The server answered with an error.
+
+    Attributes:
+        message: The server's own words (its `aciklama`), or a summary of a non-JSON body.
+        status_code: The HTTP status of the answer.
+        body: An excerpt of the answer's body, with the API key removed.
+        retry_after: Seconds the server asked us to wait (`Retry-After`), if it said.
+    """
+
+    def __init__(
+        self,
+        message: str,
+        *,
+        status_code: int,
+        body: str = "",
+        retry_after: float | None = None,
+    ) -> None:
+        self.message = message
+        self.status_code = status_code
+        self.body = body
+        self.retry_after = retry_after
+        super().__init__(f"HTTP {status_code}: {message}")
+
+
+class AuthenticationError(APIError):
+    """The API key was refused (HTTP 401 or 403)."""
+
+
+class RateLimitError(APIError):
+    """Too many requests (HTTP 429); `retry_after` says how long the server wants us to wait."""
+
+
+class ServerError(APIError):
+    """The server failed (HTTP 5xx)."""
+
+
+class TransportError(VairoError):
+    """No usable answer arrived: the connection failed, timed out or was dropped.
+
+    Attributes:
+        may_have_reached_server: False only when the request certainly never reached the
+            server (the connection could not be made), which makes a resend safe.
+    """
+
+    def __init__(self, message: str, *, may_have_reached_server: bool) -> None:
+        self.may_have_reached_server = may_have_reached_server
+        super().__init__(message)
+
+
+class UnexpectedResponseError(VairoError):
+    """A success answer that does not match the documented shape.
+
+    Attributes:
+        status_code: The HTTP status of the answer.
+        body: An excerpt of the answer's body, with the API key removed.
+    """
+
+    def __init__(self, message: str, *, status_code: int, body: str = "") -> None:
+        self.status_code = status_code
+        self.body = body
+        super().__init__(message)
+
+
+class OutcomeUnknownError(VairoError):
+    """A send may have been acted on by the server, or may not: it was not retried.
+
+    Check the package list in the VairoSMS panel before sending again.
+
+    Attributes:
+        error: The failure behind the uncertainty (also the exception's `__cause__`).
+    """
+
+    def __init__(self, error: VairoError) -> None:
+        self.error = error
+        super().__init__(
+            f"the send may or may not have reached VairoSMS ({type(error).__name__}: {error}); "
+            "it was not retried, to avoid sending the SMS twice"
+        )
+
+
+class WaitTimeoutError(VairoError, TimeoutError):
+    """A package was not final before the wait's timeout.
+
+    Attributes:
+        package_id: The package waited on.
+        last_report: The last report seen, or None if no poll succeeded.
+    """
+
+    def __init__(self, package_id: int, last_report: PackageReport | None, timeout: float) -> None:
+        self.package_id = package_id
+        self.last_report = last_report
+        status = "no report" if last_report is None else f"last status {last_report.status.name}"
+        super().__init__(f"package {package_id} not final after {timeout:g}s ({status})")
+
+
+_STATUS_CLASSES: dict[int, type[APIError]] = {
+    401: AuthenticationError,
+    403: AuthenticationError,
+    429: RateLimitError,
+}
+
+
+def api_error_class(status_code: int) -> type[APIError]:
+    """The `APIError` subclass for an HTTP status."""
+    if status_code >= 500:
+        return ServerError
+    return _STATUS_CLASSES.get(status_code, APIError)

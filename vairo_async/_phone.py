@@ -1,0 +1,38 @@
+"""Turkish mobile numbers: every common spelling to the 10-digit wire form `5XXXXXXXXX`."""
+
+from __future__ import annotations
+
+import re
+
+__all__ = ["normalize_number"]
+
+_SEPARATORS = re.compile(r"[\s\-().\/]+")
+# Country code as +90, 0090 or 90, or the trunk prefix 0, then a 5 and nine digits.
+_MOBILE = re.compile(r"(?:\+90|0090|90|0)?(5[0-9]{9})")
+
+
+def normalize_number(value: object) -> str:
+    """Return the wire form of a Turkish mobile number.
+
+    Accepts `+90 539 999 99 99`, `0539-999-9999`, `(0539) 999 9999`, `905399999999`,
+    `5399999999` and the like; an int is read as its digits.
+
+    Raises:
+        ValueError: With the reason, when the value is not a Turkish mobile number.
+    """
+    if type(value) is str:
+        # The wire form itself is by far the most common input.
+        if len(value) == 10 and value[0] == "5" and value.isascii() and value.isdigit():
+            return value
+        text = value
+    elif type(value) is int:
+        text = str(value)
+    else:
+        raise ValueError(f"a phone number must be a string, not {type(value).__name__}")
+    cleaned = _SEPARATORS.sub("", text)
+    if not cleaned:
+        raise ValueError("empty phone number")
+    match = _MOBILE.fullmatch(cleaned)
+    if match is None:
+        raise ValueError("not a Turkish mobile number (expected 5XXXXXXXXX, 05XX..., +90 5XX...)")
+    return match.group(1)

@@ -1,0 +1,59 @@
+"""Input rules (DESIGN section 3), shared by single sends and bulk campaigns."""
+
+from __future__ import annotations
+
+from ._constants import MAX_ALPHANUMERIC_SENDER, MAX_NUMERIC_SENDER
+from ._models import Message
+from ._phone import normalize_number
+
+__all__ = ["check_message", "check_sender", "describe"]
+
+_MAX_SHOWN = 40
+
+
+def describe(value: object) -> str:
+    """A short, safe rendering of a bad value for an error message."""
+    shown = repr(value)
+    return shown if len(shown) <= _MAX_SHOWN else shown[: _MAX_SHOWN - 4] + "...'"
+
+
+def check_sender(sender: object) -> str:
+    """Return the sender (`baslik`) if it is usable.
+
+    Raises:
+        ValueError: With the reason: missing, empty, or longer than GSM allows.
+    """
+    if sender is None:
+        raise ValueError("no sender: pass sender= or set VAIRO_SENDER")
+    if not isinstance(sender, str):
+        raise ValueError(f"sender must be a string, not {type(sender).__name__}")
+    if not sender.strip():
+        raise ValueError("empty sender")
+    limit = MAX_NUMERIC_SENDER if sender.isdigit() else MAX_ALPHANUMERIC_SENDER
+    if len(sender) > limit:
+        raise ValueError(f"sender longer than {limit} characters")
+    return sender
+
+
+def check_message(message: object) -> Message:
+    """Return the message with its number in wire form.
+
+    Raises:
+        ValueError: With every reason the message is unusable, joined by "; ".
+    """
+    if not isinstance(message, Message):
+        raise ValueError(f"expected a Message, not {type(message).__name__}")
+    reasons = []
+    to = message.to
+    try:
+        to = normalize_number(to)
+    except ValueError as exc:
+        reasons.append(f"to={describe(message.to)}: {exc}")
+    text = message.text
+    if not isinstance(text, str):
+        reasons.append(f"text must be a string, not {type(text).__name__}")
+    elif not text.strip():
+        reasons.append(f"text={describe(text)}: empty text")
+    if reasons:
+        raise ValueError("; ".join(reasons))
+    return message if to == message.to else Message(to=to, text=text)

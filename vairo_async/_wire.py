@@ -1,0 +1,266 @@
+"""Wire <-> model conversion: one cattrs converter, and the reading of HTTP answers."""
+
+from __future__ import annotations
+
+import json
+import re
+from collections.abc import Callable, Mapping
+from datetime import datetime, timedelta
+from typing import Any, TypeVar
+
+import attrs
+import cattrs
+from cattrs.gen import make_dict_structure_fn, make_dict_unstructure_fn, override
+
+from ._constants import ISTANBUL, MAX_BODY_EXCERPT
+from ._errors import APIError, UnexpectedResponseError, api_error_class
+from ._models import FailureLog, Message, PackageReport, PackageStatus
+from ._redact import redact
+
+__all__ = ["SendRequest", "converter", "decode", "encode_send", "make_converter"]
+
+T = TypeVar("T")
+
+_INT = re.compile(r"-?[0-9]+")
+_DURATION = re.compile(r"([0-9]+):([0-5][0-9]):([0-5][0-9])")
+_NO_TIME = frozenset({"", "0000-00-00 00:00:00", "0000-00-00"})
+
+
+@attrs.frozen
+class _Envelope:
+    """Every answer: `{"durum": bool, "aciklama": payload or error message}`."""
+
+    durum: bool
+    aciklama: Any
+
+
+@attrs.frozen
+class SendRequest:
+    """The SmsGonder body; `tr_char` is left out when false, as the API's own example does."""
+
+    baslik: str
+    mesajlar: list[Message]
+    tr_char: bool = False
+
+
+def _structure_int(value: object, _: object) -> int:
+    if type(value) is int:
+        return value
+    if type(value) is str and _INT.fullmatch(value):
+        return int(value)
+    raise ValueError(f"expected an integer or a string of digits, got {value!r}")
+
+
+def _structure_bool(value: object, _: object) -> bool:
+    if type(value) is bool:
+        return value
+    raise ValueError(f"expected true or false, got {value!r}")
+
+
+def _structure_str(value: object, _: object) -> str:
+    if type(value) is str:
+        return value
+    if type(value) is int:
+        return str(value)
+    raise ValueError(f"expected a string, got {value!r}")
+
+
+def _structure_datetime(value: object, _: object) -> datetime:
+    if type(value) is not str:
+        raise ValueError(f"expected a 'YYYY-MM-DD HH:MM:SS' string, got {value!r}")
+    parsed = datetime.fromisoformat(value)
+    if parsed.tzinfo is None:
+        return parsed.replace(tzinfo=ISTANBUL)
+    return parsed.astimezone(ISTANBUL)
+
+
+def _structure_optional_datetime(value: object, _: object) -> datetime | None:
+    if value is None or value in _NO_TIME:
+        return None
+    return _structure_datetime(value, _)
+
+
+def _structure_timedelta(value: object, _: object) -> timedelta:
+    match = _DURATION.fullmatch(value) if type(value) is str else None
+    if match is None:
+        raise ValueError(f"expected an 'HH:MM:SS' duration, got {value!r}")
+    hours, minutes, seconds = map(int, match.groups())
+    return timedelta(hours=hours, minutes=minutes, seconds=seconds)
+
+
+def _structure_status(value: object, _: object) -> PackageStatus:
+    return PackageStatus(_structure_int(value, _))
+
+
+def _keeping_raw(
+    base: Callable[[Mapping[str, Any], Any], T],
+) -> Callable[[Mapping[str, Any], Any], T]:
+    """Wrap a generated hook so the model also keeps every wire field in `raw`."""
+
+    def structure(data: Mapping[str, Any], cls: Any) -> T:
+        if not isinstance(data, Mapping):
+            raise ValueError(f"expected an object, got {data!r}")
+        return attrs.evolve(base(data, cls), raw=dict(data))  # type: ignore[misc]
+
+    return structure
+
+
+# Model attribute -> wire field, where they differ.
+_REPORT_NAMES = {
+    "package_id": "id",
+    "sender": "sms_baslik",
+    "recipient_count": "numara_toplam",
+    "credits": "kredi_toplam",
+    "expires_at": "sonlanma_zamani",
+    "scheduled_at": "ileri_tarih",
+    "validity": "gecerlilik_suresi",
+    "status": "paket_durum",
+    "failure": "log",
+}
+_LOG_NAMES = {"message": "mesaj", "kind": "tip", "section": "bolum", "route": "rota"}
+_WIRE_NAMES = {**_REPORT_NAMES, **_LOG_NAMES}
+_PATH_PART = re.compile(r"(?<=\.)[a-z_]+")
+
+
+def configure_converter(c: cattrs.Converter) -> None:
+    """Teach `c` the VairoSMS wire rules.
+
+    - int: an int or a string of digits (the send answer's id arrives either way); no bools.
+    - bool: only true or false; str: a string (an int is accepted as its digits).
+    - datetime: "YYYY-MM-DD HH:MM:SS" is Europe/Istanbul wall-clock time -> aware datetime.
+    - datetime | None: "0000-00-00 00:00:00", "" and null mean no time -> None.
+    - timedelta: "HH:MM:SS", hours may exceed 24 ("36:30:00").
+    - PackageStatus: `paket_durum`; a value with no name becomes UNKNOWN_<n>, never an error.
+    - PackageReport and FailureLog: Turkish wire names renamed; unknown fields kept in `raw`.
+    - Message unstructures to {"msg", "dest"}; SendRequest omits `tr_char` when false.
+    """
+    c.register_structure_hook(int, _structure_int)
+    c.register_structure_hook(bool, _structure_bool)
+    c.register_structure_hook(str, _structure_str)
+    c.register_structure_hook(datetime, _structure_datetime)
+    c.register_structure_hook_func(lambda t: t == (datetime | None), _structure_optional_datetime)
+    c.register_structure_hook(timedelta, _structure_timedelta)
+    c.register_structure_hook(PackageStatus, _structure_status)
+
+    for cls, names in ((FailureLog, _LOG_NAMES), (PackageReport, _REPORT_NAMES)):
+        renames: dict[str, Any] = {field: override(rename=wire) for field, wire in names.items()}
+        c.register_structure_hook(
+            cls, _keeping_raw(make_dict_structure_fn(cls, c, raw=override(omit=True), **renames))
+        )
+    c.register_unstructure_hook(
+        Message,
+        make_dict_unstructure_fn(
+            Message, c, to=override(rename="dest"), text=override(rename="msg")
+        ),
+    )
+    c.register_unstructure_hook(
+        SendRequest,
+        make_dict_unstructure_fn(SendRequest, c, _cattrs_omit_if_default=True),
+    )
+
+
+def make_converter() -> cattrs.Converter:
+    """A fresh converter with every wire rule of `configure_converter`."""
+    c = cattrs.Converter()
+    configure_converter(c)
+    return c
+
+
+converter = make_converter()
+
+
+def encode_send(sender: str, messages: list[Message], tr_char: bool) -> bytes:
+    """The SmsGonder request body as UTF-8 JSON."""
+    payload = converter.unstructure(SendRequest(baslik=sender, mesajlar=messages, tr_char=tr_char))
+    return json.dumps(payload, ensure_ascii=False, separators=(",", ":")).encode()
+
+
+_NOT_JSON = object()
+
+
+def _loads(content: bytes) -> Any:
+    try:
+        return json.loads(content)
+    except ValueError:
+        return _NOT_JSON
+
+
+def _excerpt(content: bytes, secret: str) -> str:
+    text = content[: MAX_BODY_EXCERPT * 4].decode("utf-8", "replace")[:MAX_BODY_EXCERPT]
+    return redact(text, secret)
+
+
+def _shape_error(
+    exc: Exception, status: int, content: bytes, secret: str
+) -> UnexpectedResponseError:
+    if isinstance(exc, cattrs.BaseValidationError):
+        # Name fields as the wire does ("$.kredi_toplam"), not as the model does.
+        detail = _PATH_PART.sub(
+            lambda m: _WIRE_NAMES.get(m[0], m[0]), "; ".join(cattrs.transform_error(exc))
+        )
+    else:
+        detail = str(exc)
+    return UnexpectedResponseError(
+        f"HTTP {status} answer does not match the documented shape: {redact(detail, secret)}",
+        status_code=status,
+        body=_excerpt(content, secret),
+    )
+
+
+_SHAPE_ERRORS = (cattrs.BaseValidationError, ValueError, TypeError, KeyError)
+
+
+def decode(
+    status: int,
+    content: bytes,
+    retry_after: float | None,
+    target: type[T],
+    secret: str,
+) -> T:
+    """Turn an HTTP answer into `target`, or raise the `VairoError` it amounts to.
+
+    Raises:
+        APIError: `durum: false`, or an HTTP error status (the subclass follows the status).
+        UnexpectedResponseError: A success status whose body is not the documented shape.
+    """
+    payload = _loads(content)
+    envelope: _Envelope | None = None
+    shape_error: Exception | None = None
+    if payload is not _NOT_JSON:
+        try:
+            envelope = converter.structure(payload, _Envelope)
+        except _SHAPE_ERRORS as exc:
+            shape_error = exc
+    if 200 <= status < 300:
+        if envelope is None:
+            if shape_error is not None:
+                raise _shape_error(shape_error, status, content, secret) from None
+            raise UnexpectedResponseError(
+                f"HTTP {status} answer is not JSON",
+                status_code=status,
+                body=_excerpt(content, secret),
+            )
+        if not envelope.durum:
+            raise APIError(
+                _message(envelope.aciklama, secret),
+                status_code=status,
+                body=_excerpt(content, secret),
+            )
+        try:
+            return converter.structure(envelope.aciklama, target)
+        except _SHAPE_ERRORS as exc:
+            raise _shape_error(exc, status, content, secret) from None
+    if envelope is not None and not envelope.durum:
+        message = _message(envelope.aciklama, secret)
+    elif payload is _NOT_JSON:
+        message = "answer is not JSON (a proxy or server error page?)"
+    else:
+        message = "answer without a VairoSMS error message"
+    raise api_error_class(status)(
+        message, status_code=status, body=_excerpt(content, secret), retry_after=retry_after
+    )
+
+
+def _message(aciklama: object, secret: str) -> str:
+    text = aciklama if isinstance(aciklama, str) else json.dumps(aciklama, ensure_ascii=False)
+    return redact(text, secret)
