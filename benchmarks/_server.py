@@ -169,7 +169,7 @@ def build_app() -> web.Application:
             package_id = 0
         if not 1 <= package_id <= len(state.counts):
             state.rejected += 1
-            return _failure("Gönderim bulunamadı", 404)  # noqa: RUF001
+            return _failure("Gönderim bulunamadı", 404)
         state.reports += 1
         index = package_id - 1
         created = state.created[index]

@@ -26,15 +26,19 @@ import argparse
 import asyncio
 import contextlib
 import gc
+import importlib
 import json
 import os
 import platform
 import statistics
+import sys
 import time
 from collections.abc import Awaitable, Callable, Iterable, Iterator, Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from importlib import metadata
+from pathlib import Path
+from types import ModuleType
 from typing import Any, NamedTuple, Protocol, TypeVar
 
 import aiohttp
@@ -91,7 +95,8 @@ def make_messages(workload: Workload) -> list[Sms]:
 
 
 def wire_payload(rows: Sequence[Sms]) -> dict[str, Any]:
-    return {"baslik": SENDER, "mesajlar": [{"msg": row.text, "dest": row.dest} for row in rows]}
+    # Key order as the SDK writes it, so every client puts the same bytes on the wire.
+    return {"baslik": SENDER, "mesajlar": [{"dest": row.dest, "msg": row.text} for row in rows]}
 
 
 def encode(payload: dict[str, Any]) -> bytes:
@@ -285,6 +290,69 @@ async def open_raw_streams(target: Target, in_flight: int) -> Runner:
     return RawStreamsRunner(target, in_flight)
 
 
+def _sdk() -> ModuleType:
+    """Import the SDK, from this checkout when it is not installed."""
+    try:
+        return importlib.import_module("vairo_async")
+    except ModuleNotFoundError:
+        sys.path.insert(1, str(Path(__file__).resolve().parent.parent))
+        return importlib.import_module("vairo_async")
+
+
+class SdkRunner:
+    """The SDK as a caller uses it: ``send`` per code, ``send_bulk`` for a campaign.
+
+    Retries, input validation and key redaction stay on, as shipped.
+    """
+
+    def __init__(self, client: Any, message_type: Callable[..., Any]) -> None:
+        self.client = client
+        self.message_type = message_type
+
+    async def singles(self, rows: Sequence[Sms], in_flight: int) -> int:
+        send = self.client.send
+
+        async def one(row: Sms) -> int:
+            submission = await send(row.text, to=row.dest)
+            return int(submission.recipient_count)
+
+        return await drive(rows, in_flight, one)
+
+    async def bulk(self, rows: Sequence[Sms], batch_size: int, in_flight: int) -> int:
+        message = self.message_type
+        result = await self.client.send_bulk(
+            (message(to=row.dest, text=row.text) for row in rows),
+            batch_size=batch_size,
+            concurrency=in_flight,
+        )
+        if result.sent != result.total:
+            raise BenchmarkError(
+                f"send_bulk: {result.sent} sent, {result.failed} failed, "
+                f"{result.unknown} unknown, {result.rejected} rejected"
+            )
+        return int(result.sent)
+
+    async def aclose(self) -> None:
+        await self.client.aclose()
+
+
+async def open_sdk_default(target: Target, in_flight: int) -> Runner:
+    sdk = _sdk()
+    client = sdk.AsyncVairoClient(target.api_key, sender=SENDER, base_url=target.base_url)
+    return SdkRunner(client, sdk.Message)
+
+
+async def open_sdk_pure_httpx(target: Target, in_flight: int) -> Runner:
+    sdk = _sdk()
+    client = sdk.AsyncVairoClient(
+        target.api_key,
+        sender=SENDER,
+        base_url=target.base_url,
+        transport=httpx.AsyncHTTPTransport(),
+    )
+    return SdkRunner(client, sdk.Message)
+
+
 @dataclass(frozen=True, slots=True)
 class ClientSpec:
     """A named row of the table: ``open`` builds a fresh client (not measured)."""
@@ -294,19 +362,22 @@ class ClientSpec:
     note: str
 
 
+SDK_DEFAULT = "SDK default stack"
 BARE_HTTPX = "bare httpx"
 BARE_AIOHTTP = "bare aiohttp"
 FLOOR = "floor: raw asyncio streams"
 BASELINES = ((BARE_HTTPX, "httpx"), (BARE_AIOHTTP, "aiohttp"), (FLOOR, "floor"))
 
 #: The rows of the table, in order. ``open(target, in_flight)`` gets the server address and the
-#: workload's in-flight count; ratios are taken against the three baselines named above.
-#:
-#: The SDK rows plug in here, as runners whose ``singles`` calls ``AsyncVairoClient.send`` from
-#: ``in_flight`` workers (use :func:`drive`) and whose ``bulk`` sends the same batches:
-#:   ClientSpec("SDK default stack", open_sdk_default, "AsyncVairoClient(...) as shipped"),
-#:   ClientSpec("SDK on pure httpx", open_sdk_httpx, "AsyncVairoClient(http_client=httpx...)"),
+#: workload's in-flight count and returns a fresh :class:`Runner`; ratios are taken against the
+#: three baselines named above. Add a row by appending a spec.
 CLIENTS: list[ClientSpec] = [
+    ClientSpec(SDK_DEFAULT, open_sdk_default, "AsyncVairoClient(api_key, sender=, base_url=)"),
+    ClientSpec(
+        "SDK on pure httpx",
+        open_sdk_pure_httpx,
+        "AsyncVairoClient(..., transport=httpx.AsyncHTTPTransport()): httpcore, default pool",
+    ),
     ClientSpec(BARE_HTTPX, open_bare_httpx, "httpx.AsyncClient(), default pool"),
     ClientSpec(
         "httpx, pool sized to in-flight",
