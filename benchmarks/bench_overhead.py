@@ -10,9 +10,9 @@ the same message rows, encode it, POST it to the same URL with the same headers,
 response and parse its JSON. The figure that matters is CPU seconds spent by this (client)
 process during the workload only (``time.process_time``; client construction and teardown are
 outside the measured region). Wall seconds are shown too. Each configuration runs ``--reps``
-times, configurations one after another (never in parallel: the server shares the machine);
-the table shows medians. After every run the server's own message and request counts are
-checked against what the client sent.
+times, configurations one after another (never in parallel: the server shares the machine),
+the order rotated between repetitions; the table shows medians. After every run the server's
+own message and request counts are checked against what the client sent.
 
     python benchmarks/bench_overhead.py            # full sizes, 3 repetitions
     python benchmarks/bench_overhead.py --quick    # smoke run
@@ -548,8 +548,11 @@ def main(argv: Sequence[str] | None = None) -> int:
     with LoopbackServer() as server:
         target = Target(server.base_url, server.send_url, server.api_key, server.host, server.port)
         for rep in range(1, reps + 1):
+            # Each repetition starts one row later, so no client always runs first or last.
+            shift = (rep - 1) % len(specs)
+            order = [*specs[shift:], *specs[:shift]]
             for workload in workloads:
-                for spec in specs:
+                for spec in order:
                     sample = run_once(spec, server, target, workload, rows[workload.key])
                     results.setdefault((spec.name, workload.key), []).append(sample)
                     print(
