@@ -14,6 +14,7 @@ from ._bulk import DEFAULT_BATCH_SIZE, DEFAULT_CONCURRENCY, Messages, ProgressHo
 from ._constants import (
     DEFAULT_BASE_URL,
     DEFAULT_CONNECT_TIMEOUT,
+    DEFAULT_MAX_CONNECTIONS,
     DEFAULT_MAX_RETRIES,
     DEFAULT_RETRY_AFTER_MAX,
     DEFAULT_RETRY_BACKOFF,
@@ -89,7 +90,10 @@ class AsyncVairoClient:
             an SMS twice.
         http_client: An `httpx.AsyncClient` to use; the caller keeps ownership and closes it.
         transport: An httpx transport for the client's own `httpx.AsyncClient` (tests use
-            `vairo_async.testing.FakeVairo().transport()`).
+            `vairo_async.testing.FakeVairo().transport()`). By default the SDK sends
+            through aiohttp (see the README's "HTTP stack").
+        max_connections: Connections the default transport keeps open at most; bulk
+            `concurrency` may not exceed it, so no request waits inside the pool.
 
     Raises:
         ConfigurationError: No API key, an unsafe base URL, or both `http_client` and
@@ -110,6 +114,7 @@ class AsyncVairoClient:
         retry_unknown_outcomes: bool = False,
         http_client: httpx.AsyncClient | None = None,
         transport: httpx.AsyncBaseTransport | None = None,
+        max_connections: int = DEFAULT_MAX_CONNECTIONS,
     ) -> None:
         key = api_key if api_key is not None else os.environ.get(ENV_API_KEY)
         if not key or not key.strip():
@@ -137,9 +142,15 @@ class AsyncVairoClient:
         )
         install_log_redaction()
         self._owns_http = http_client is None
+        self._max_connections: int | None = None
         if http_client is None:
             if timeout is None:
                 timeout = httpx.Timeout(DEFAULT_TIMEOUT, connect=DEFAULT_CONNECT_TIMEOUT)
+            if transport is None:
+                from ._transport import AiohttpTransport
+
+                transport = AiohttpTransport(max_connections=max_connections)
+                self._max_connections = max_connections
             http_client = httpx.AsyncClient(transport=transport, timeout=timeout)
         self._http = http_client
         self._params = {"api_key": key}
@@ -284,6 +295,11 @@ class AsyncVairoClient:
         for name, value in (("batch_size", batch_size), ("concurrency", concurrency)):
             if type(value) is not int or value < 1:
                 problems.append(f"{name}={describe(value)}: must be a positive integer")
+        if self._max_connections is not None and concurrency > self._max_connections:
+            problems.append(
+                f"concurrency={concurrency} exceeds the client's max_connections="
+                f"{self._max_connections}: batches would wait inside the connection pool"
+            )
         if rate is not None and (not isinstance(rate, int | float) or not rate > 0):
             problems.append(f"rate={describe(rate)}: must be a positive number or None")
         if problems:
