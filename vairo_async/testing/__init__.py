@@ -1,0 +1,24 @@
+"""A faithful in-memory VairoSMS for tests, demos and benchmarks.
+
+Run `FakeVairo` in-process with `fake.transport()`, or on a loopback port with
+`async with fake.serve() as base_url:` or `python -m vairo_async.testing`.
+"""
+
+from ._app import DEFAULT_API_KEY, DEFAULT_PREFIX, FakeVairo
+from ._faults import Fault, FaultKind, RandomFaults
+from ._state import Outcome, Package, RequestRecord, SentMessage
+from ._transport import FakeTransport
+
+__all__ = [
+    "DEFAULT_API_KEY",
+    "DEFAULT_PREFIX",
+    "FakeTransport",
+    "FakeVairo",
+    "Fault",
+    "FaultKind",
+    "Outcome",
+    "Package",
+    "RandomFaults",
+    "RequestRecord",
+    "SentMessage",
+]
