@@ -15,7 +15,18 @@ from ._errors import (
     VairoError,
     WaitTimeoutError,
 )
-from ._models import FailureLog, Message, PackageReport, PackageStatus, Submission
+from ._models import (
+    BatchOutcome,
+    BatchState,
+    BulkProgress,
+    BulkResult,
+    FailureLog,
+    Message,
+    PackageReport,
+    PackageStatus,
+    Rejection,
+    Submission,
+)
 from ._segments import Encoding, Segments, segments, transliterate_turkish
 from ._version import __version__
 
@@ -23,6 +34,10 @@ __all__ = [
     "APIError",
     "AsyncVairoClient",
     "AuthenticationError",
+    "BatchOutcome",
+    "BatchState",
+    "BulkProgress",
+    "BulkResult",
     "ClientClosedError",
     "ConfigurationError",
     "Encoding",
@@ -33,6 +48,7 @@ __all__ = [
     "PackageReport",
     "PackageStatus",
     "RateLimitError",
+    "Rejection",
     "Segments",
     "ServerError",
     "Submission",

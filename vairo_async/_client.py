@@ -4,12 +4,13 @@ from __future__ import annotations
 
 import ipaddress
 import os
-from collections.abc import Iterable
+from collections.abc import AsyncIterator, Iterable
 from types import TracebackType
 from typing import Self, TypeVar
 
 import httpx
 
+from ._bulk import DEFAULT_BATCH_SIZE, DEFAULT_CONCURRENCY, Messages, ProgressHook, run_bulk
 from ._constants import (
     DEFAULT_BASE_URL,
     DEFAULT_CONNECT_TIMEOUT,
@@ -30,7 +31,7 @@ from ._errors import (
     InvalidRequestError,
     TransportError,
 )
-from ._models import Message, PackageReport, Submission
+from ._models import BatchOutcome, BulkResult, Message, PackageReport, Submission
 from ._redact import install_log_redaction, redact, scrub_exception
 from ._retry import RetryPolicy, parse_retry_after
 from ._segments import needs_turkish_shift
@@ -240,6 +241,87 @@ class AsyncVairoClient:
             tr_char = any(needs_turkish_shift(message.text) for message in checked)
         package_id = await self._submit(sender, checked, tr_char)
         return Submission(package_id, len(checked))
+
+    def iter_bulk(
+        self,
+        messages: Messages,
+        *,
+        sender: str | None = None,
+        batch_size: int = DEFAULT_BATCH_SIZE,
+        concurrency: int = DEFAULT_CONCURRENCY,
+        rate: float | None = None,
+        on_progress: ProgressHook | None = None,
+    ) -> AsyncIterator[BatchOutcome]:
+        """Send a campaign of any size, yielding each batch's outcome as it settles.
+
+        `messages` (any iterable or async iterable of `Message`) is read lazily, only as
+        fast as batches can be dispatched. Bad rows are rejected inside the outcome of the
+        batch they would have joined; no failing batch stops the others. Every row ends
+        sent, failed, unknown or rejected, and no batch is sent twice unless the client
+        was built with `retry_unknown_outcomes=True`.
+
+        Args:
+            messages: The rows to send.
+            sender: Overrides the client's sender for this campaign.
+            batch_size: Rows per batch (one SmsGonder call each), at most.
+            concurrency: Batches in flight, at most.
+            rate: SmsGonder calls per second, at most; None for no limit.
+            on_progress: Called with a `BulkProgress` as each batch settles, including
+                the batches settled as the campaign is cancelled.
+
+        Raises:
+            InvalidRequestError: A bad sender or bad limits, before anything is read.
+            TypeError: An input row that is not a `Message` (after the rows read before it
+                were sent and yielded).
+        """
+        self._check_open()
+        problems = []
+        try:
+            sender = check_sender(self._sender if sender is None else sender)
+        except ValueError as exc:
+            problems.append(f"sender: {exc}")
+        for name, value in (("batch_size", batch_size), ("concurrency", concurrency)):
+            if type(value) is not int or value < 1:
+                problems.append(f"{name}={describe(value)}: must be a positive integer")
+        if rate is not None and (not isinstance(rate, int | float) or not rate > 0):
+            problems.append(f"rate={describe(rate)}: must be a positive number or None")
+        if problems:
+            raise InvalidRequestError(problems)
+        assert sender is not None
+        return run_bulk(
+            self,
+            messages,
+            sender=sender,
+            batch_size=batch_size,
+            concurrency=concurrency,
+            rate=rate,
+            on_progress=on_progress,
+        )
+
+    async def send_bulk(
+        self,
+        messages: Messages,
+        *,
+        sender: str | None = None,
+        batch_size: int = DEFAULT_BATCH_SIZE,
+        concurrency: int = DEFAULT_CONCURRENCY,
+        rate: float | None = None,
+        on_progress: ProgressHook | None = None,
+    ) -> BulkResult:
+        """Run `iter_bulk` to the end and collect every outcome into a `BulkResult`.
+
+        A failed batch never raises: look at the result's `failed`, `unknown` and
+        `rejected` counts and rows. Takes the same arguments as `iter_bulk`.
+        """
+        outcomes = self.iter_bulk(
+            messages,
+            sender=sender,
+            batch_size=batch_size,
+            concurrency=concurrency,
+            rate=rate,
+            on_progress=on_progress,
+        )
+        return BulkResult(tuple([outcome async for outcome in outcomes]))
 
     async def get_report(self, package_id: int) -> PackageReport:
         """Fetch a package's report (one GonderimBilgisi call, retried on transient errors).

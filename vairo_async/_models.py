@@ -9,7 +9,20 @@ from typing import Any
 
 import attrs
 
-__all__ = ["FailureLog", "Message", "PackageReport", "PackageStatus", "Submission"]
+from ._errors import VairoError
+
+__all__ = [
+    "BatchOutcome",
+    "BatchState",
+    "BulkProgress",
+    "BulkResult",
+    "FailureLog",
+    "Message",
+    "PackageReport",
+    "PackageStatus",
+    "Rejection",
+    "Submission",
+]
 
 
 @attrs.frozen(kw_only=True)
@@ -129,3 +142,133 @@ class PackageReport:
     created_at: datetime
     failure: FailureLog | None = None
     raw: Mapping[str, Any] = attrs.field(factory=dict, repr=False, eq=False)
+
+
+class BatchState(enum.Enum):
+    """How one batch of a bulk campaign ended."""
+
+    #: The server accepted the batch; `package_id` is set.
+    SENT = "sent"
+    #: The batch was certainly not sent (refused, unreachable, or never dispatched).
+    FAILED = "failed"
+    #: The batch may or may not have been sent: check the panel before resending.
+    UNKNOWN = "unknown"
+
+
+@attrs.frozen
+class Rejection:
+    """An input row dropped before sending.
+
+    Attributes:
+        message: The row as it was given.
+        reason: What is wrong with it.
+    """
+
+    message: Message
+    reason: str
+
+
+@attrs.frozen(kw_only=True)
+class BatchOutcome:
+    """The fate of one batch of a bulk campaign.
+
+    Attributes:
+        index: The batch's number in dispatch order, from 0.
+        state: SENT, FAILED or UNKNOWN.
+        messages: The rows of the batch as sent (numbers in wire form).
+        rejected: The bad rows dropped while this batch was formed.
+        package_id: The package id when SENT, else None.
+        error: The error behind FAILED or UNKNOWN, else None.
+    """
+
+    index: int
+    state: BatchState
+    messages: tuple[Message, ...]
+    rejected: tuple[Rejection, ...] = ()
+    package_id: int | None = None
+    error: VairoError | None = attrs.field(default=None, eq=False)
+
+
+@attrs.frozen(kw_only=True)
+class BulkProgress:
+    """Counts of a running campaign, handed to `on_progress` as each batch settles.
+
+    Attributes:
+        outcome: The batch that just settled.
+        batches: Batches settled so far.
+        sent: Rows sent so far.
+        failed: Rows certainly not sent so far.
+        unknown: Rows that may have been sent so far.
+        rejected: Rows rejected so far.
+    """
+
+    outcome: BatchOutcome
+    batches: int
+    sent: int
+    failed: int
+    unknown: int
+    rejected: int
+
+    @property
+    def total(self) -> int:
+        """Rows settled so far: sent + failed + unknown + rejected."""
+        return self.sent + self.failed + self.unknown + self.rejected
+
+
+@attrs.frozen
+class BulkResult:
+    """A whole campaign: every batch's outcome, and the counts of rows by fate.
+
+    Attributes:
+        outcomes: Every batch's outcome, in the order they settled.
+    """
+
+    outcomes: tuple[BatchOutcome, ...]
+
+    def _rows(self, state: BatchState) -> list[Message]:
+        return [m for o in self.outcomes if o.state is state for m in o.messages]
+
+    @property
+    def package_ids(self) -> list[int]:
+        """The ids of every package the server accepted."""
+        return [o.package_id for o in self.outcomes if o.package_id is not None]
+
+    @property
+    def sent(self) -> int:
+        """Rows in SENT batches."""
+        return sum(len(o.messages) for o in self.outcomes if o.state is BatchState.SENT)
+
+    @property
+    def failed(self) -> int:
+        """Rows in FAILED batches: certainly not sent."""
+        return sum(len(o.messages) for o in self.outcomes if o.state is BatchState.FAILED)
+
+    @property
+    def unknown(self) -> int:
+        """Rows in UNKNOWN batches: may have been sent."""
+        return sum(len(o.messages) for o in self.outcomes if o.state is BatchState.UNKNOWN)
+
+    @property
+    def rejected(self) -> int:
+        """Rows rejected before sending."""
+        return sum(len(o.rejected) for o in self.outcomes)
+
+    @property
+    def total(self) -> int:
+        """Every input row: sent + failed + unknown + rejected."""
+        return sum(len(o.messages) + len(o.rejected) for o in self.outcomes)
+
+    @property
+    def rejections(self) -> list[Rejection]:
+        """The rejected rows with their reasons."""
+        return [r for o in self.outcomes for r in o.rejected]
+
+    @property
+    def failed_messages(self) -> list[Message]:
+        """The rows certainly not sent: safe to send again."""
+        return self._rows(BatchState.FAILED)
+
+    @property
+    def unknown_messages(self) -> list[Message]:
+        """The rows that may have been sent: check before sending again."""
+        return self._rows(BatchState.UNKNOWN)

@@ -189,21 +189,46 @@ class RetryPolicy:
             return error.retry_after
         return self._backoff(state)
 
+    async def _run(
+        self,
+        retrying: _t.AsyncRetrying,
+        should_retry: Callable[[BaseException], bool],
+        attempt: Callable[P, Awaitable[T]],
+        *args: P.args,
+        **kwargs: P.kwargs,
+    ) -> T:
+        # The first attempt runs bare: most requests succeed, and tenacity's bookkeeping
+        # costs more CPU than the rest of the SDK's per-request work. Only a retryable
+        # failure hands over to tenacity, which sees it again as its own first attempt.
+        try:
+            return await attempt(*args, **kwargs)
+        except VairoError as error:
+            if not should_retry(error):
+                raise
+            first: list[VairoError] = [error]
+
+        async def replay_then_attempt(*args: P.args, **kwargs: P.kwargs) -> T:
+            if first:
+                raise first.pop()
+            return await attempt(*args, **kwargs)
+
+        return await retrying.copy()(replay_then_attempt, *args, **kwargs)
+
     async def get(self, attempt: Callable[P, Awaitable[T]], *args: P.args, **kwargs: P.kwargs) -> T:
         """Run `attempt(*args, **kwargs)` under the GET rules."""
-        return await self._get.copy()(attempt, *args, **kwargs)
+        return await self._run(self._get, self._should_retry_get, attempt, *args, **kwargs)
 
     async def post(
         self, attempt: Callable[P, Awaitable[T]], *args: P.args, **kwargs: P.kwargs
     ) -> T:
-        """Run a send under the POST rules.
+        """Run `attempt(*args, **kwargs)` under the POST rules.
 
         Raises:
             OutcomeUnknownError: Some attempt failed in a way that may have sent the SMS.
         """
         unknown = False
 
-        async def tracked() -> T:
+        async def tracked(*args: P.args, **kwargs: P.kwargs) -> T:
             nonlocal unknown
             try:
                 return await attempt(*args, **kwargs)
@@ -212,7 +237,7 @@ class RetryPolicy:
                 raise
 
         try:
-            return await self._post.copy()(tracked)
+            return await self._run(self._post, self._should_retry_post, tracked, *args, **kwargs)
         except VairoError as error:
             if unknown:
                 raise OutcomeUnknownError(error) from error

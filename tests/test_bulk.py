@@ -1,0 +1,346 @@
+"""Bulk campaigns: batching, tr_char groups, bad rows, states, laziness, limits, cancellation."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import time
+from collections.abc import AsyncIterator, Iterator
+
+import httpx
+import pytest
+
+from tests.conftest import API_KEY
+from vairo_async import (
+    AsyncVairoClient,
+    BatchOutcome,
+    BatchState,
+    BulkProgress,
+    BulkResult,
+    InvalidRequestError,
+    Message,
+    OutcomeUnknownError,
+    TransportError,
+)
+
+
+def numbers(count: int, start: int = 0) -> list[str]:
+    return [f"53{i:08d}" for i in range(start, start + count)]
+
+
+class Server:
+    """A MockTransport handler that records each SmsGonder body and answers ids 1, 2, ..."""
+
+    def __init__(self) -> None:
+        self.bodies: list[dict[str, object]] = []
+        self.failures: dict[int, int] = {}  # call number -> HTTP status
+        self.in_flight = 0
+        self.most_in_flight = 0
+        self.gate: asyncio.Event | None = None
+        self.arrived = asyncio.Event()
+        self.crowded = asyncio.Event()  # set once `crowd` requests are in flight together
+        self.crowd = 2
+        self.times: list[float] = []
+
+    async def __call__(self, request: httpx.Request) -> httpx.Response:
+        self.in_flight += 1
+        self.most_in_flight = max(self.most_in_flight, self.in_flight)
+        if self.in_flight >= self.crowd:
+            self.crowded.set()
+        self.times.append(time.monotonic())
+        try:
+            self.arrived.set()
+            if self.gate is not None:
+                await self.gate.wait()
+            for _ in range(3):  # let other requests start, as a network round trip would
+                await asyncio.sleep(0)
+            call = len(self.bodies) + 1
+            self.bodies.append(json.loads(request.content))
+            if call in self.failures:
+                return httpx.Response(
+                    self.failures[call], json={"durum": False, "aciklama": "olmadı"}
+                )
+            return httpx.Response(200, json={"durum": True, "aciklama": call})
+        finally:
+            self.in_flight -= 1
+
+
+@pytest.fixture
+def server() -> Server:
+    return Server()
+
+
+@pytest.fixture
+async def client(server: Server) -> AsyncIterator[AsyncVairoClient]:
+    async with AsyncVairoClient(
+        API_KEY, sender="ACME", transport=httpx.MockTransport(server)
+    ) as client:
+        yield client
+
+
+def assert_accounted(result: BulkResult, total: int) -> None:
+    assert result.sent + result.failed + result.unknown + result.rejected == result.total == total
+
+
+async def test_batches_respect_batch_size(client: AsyncVairoClient, server: Server) -> None:
+    rows = [Message(to=n, text=f"hi {i}") for i, n in enumerate(numbers(25))]
+    result = await client.send_bulk(rows, batch_size=10)
+    assert sorted(len(b["mesajlar"]) for b in server.bodies) == [5, 10, 10]  # type: ignore[arg-type]
+    assert result.sent == 25
+    assert sorted(result.package_ids) == [1, 2, 3]
+    sent = [m for o in result.outcomes for m in o.messages]
+    assert sorted(m.to for m in sent) == numbers(25)
+    assert sorted(o.index for o in result.outcomes) == [0, 1, 2]
+    assert_accounted(result, 25)
+
+
+async def test_turkish_and_plain_texts_go_in_separate_batches(
+    client: AsyncVairoClient, server: Server
+) -> None:
+    texts = ["Merhaba", "Şifreniz 1234", "Çok güzel", "ılık su", "plain", "ğ"]
+    rows = [Message(to=n, text=texts[i % len(texts)]) for i, n in enumerate(numbers(60))]
+    result = await client.send_bulk(rows, batch_size=7)
+    assert result.sent == 60
+    for body in server.bodies:
+        needs = {
+            any(ch in m["msg"] for ch in "şŞğĞıİç")  # type: ignore[index]
+            for m in body["mesajlar"]  # type: ignore[attr-defined]
+        }
+        assert len(needs) == 1
+        assert body.get("tr_char", False) is needs.pop()
+    assert {body.get("tr_char", False) for body in server.bodies} == {True, False}
+
+
+async def test_bad_rows_are_rejected_and_the_rest_goes_out(
+    client: AsyncVairoClient, server: Server
+) -> None:
+    rows = [
+        Message(to="0539 000 00 01", text="ok 1"),
+        Message(to="123", text="bad number"),
+        Message(to="5390000002", text=""),
+        Message(to="+90 539 000 00 03", text="ok 3"),
+        Message(to="5390000004", text="Şimdi"),
+        Message(to="nope", text="Şimdi değil"),
+    ]
+    result = await client.send_bulk(rows, batch_size=10)
+    assert result.sent == 3
+    assert result.rejected == 3
+    assert_accounted(result, 6)
+    reasons = {r.message.to: r.reason for r in result.rejections}
+    assert "not a Turkish mobile number" in reasons["123"]
+    assert "empty text" in reasons["5390000002"]
+    assert [r.message for r in result.rejections if r.message.to == "nope"] == [rows[5]]
+    # Each rejection sits in the outcome of the batch it would have joined.
+    for outcome in result.outcomes:
+        turkish = outcome.messages[0].text == "Şimdi"
+        for rejection in outcome.rejected:
+            assert (rejection.message.text == "Şimdi değil") is turkish
+    sent = sorted(m["dest"] for b in server.bodies for m in b["mesajlar"])  # type: ignore[attr-defined]
+    assert sent == ["5390000001", "5390000003", "5390000004"]
+
+
+async def test_a_batch_of_only_bad_rows_is_failed_and_never_sent(
+    client: AsyncVairoClient, server: Server
+) -> None:
+    rows = [Message(to="1", text="a"), Message(to="2", text="b")]
+    result = await client.send_bulk(rows)
+    assert server.bodies == []
+    (outcome,) = result.outcomes
+    assert outcome.state is BatchState.FAILED
+    assert outcome.messages == ()
+    assert isinstance(outcome.error, InvalidRequestError)
+    assert result.rejected == 2
+    assert_accounted(result, 2)
+
+
+async def test_batch_states_follow_the_retry_policy(
+    client: AsyncVairoClient, server: Server
+) -> None:
+    server.failures = {1: 400, 2: 500}
+    rows = [Message(to=n, text="x") for n in numbers(12)]
+    result = await client.send_bulk(rows, batch_size=4, concurrency=1)
+    states = {o.index: o.state for o in result.outcomes}
+    assert states == {0: BatchState.FAILED, 1: BatchState.UNKNOWN, 2: BatchState.SENT}
+    by_index = {o.index: o for o in result.outcomes}
+    assert isinstance(by_index[1].error, OutcomeUnknownError)
+    assert by_index[2].package_id == 3
+    assert by_index[0].package_id is None
+    assert len(server.bodies) == 3  # nothing sent twice
+    assert result.failed == result.unknown == result.sent == 4
+    assert result.failed_messages == list(by_index[0].messages)
+    assert result.unknown_messages == list(by_index[1].messages)
+    assert_accounted(result, 12)
+
+
+async def test_unreachable_server_fails_every_batch_without_raising() -> None:
+    def refuse(request: httpx.Request) -> httpx.Response:
+        raise httpx.ConnectError("refused", request=request)
+
+    async with AsyncVairoClient(
+        API_KEY, sender="ACME", transport=httpx.MockTransport(refuse), max_retries=1
+    ) as client:
+        result = await client.send_bulk([Message(to=n, text="x") for n in numbers(9)], batch_size=4)
+    assert result.failed == 9
+    assert all(isinstance(o.error, TransportError) for o in result.outcomes)
+    assert_accounted(result, 9)
+
+
+async def test_input_is_consumed_lazily(client: AsyncVairoClient) -> None:
+    pulled = 0
+
+    def rows() -> Iterator[Message]:
+        nonlocal pulled
+        for number in numbers(100_000):
+            pulled += 1
+            yield Message(to=number, text="x")
+
+    outcomes = client.iter_bulk(rows(), batch_size=100, concurrency=2)
+    first = await anext(outcomes)
+    assert first.state is BatchState.SENT
+    assert pulled <= 100 * 6  # two in flight, two queued, two forming at most
+    await outcomes.aclose()  # type: ignore[attr-defined]
+
+
+async def test_async_iterable_input(client: AsyncVairoClient, server: Server) -> None:
+    async def rows() -> AsyncIterator[Message]:
+        for number in numbers(30):
+            await asyncio.sleep(0)
+            yield Message(to=number, text="x")
+
+    result = await client.send_bulk(rows(), batch_size=8)
+    assert result.sent == 30
+    assert len(server.bodies) == 4
+
+
+async def test_concurrency_limit_is_observed(client: AsyncVairoClient, server: Server) -> None:
+    rows = [Message(to=n, text="x") for n in numbers(200)]
+    result = await client.send_bulk(rows, batch_size=10, concurrency=3)
+    assert server.most_in_flight == 3
+    assert result.sent == 200
+
+
+async def test_rate_limit_spaces_the_calls(client: AsyncVairoClient, server: Server) -> None:
+    rows = [Message(to=n, text="x") for n in numbers(5)]
+    await client.send_bulk(rows, batch_size=1, concurrency=5, rate=40)
+    gaps = [b - a for a, b in zip(server.times, server.times[1:], strict=False)]
+    assert len(server.times) == 5
+    assert all(gap >= 0.9 / 40 for gap in gaps)
+
+
+async def test_progress_hook_counts_every_row(client: AsyncVairoClient, server: Server) -> None:
+    server.failures = {2: 503, 3: 503, 4: 503, 5: 503}
+    seen: list[BulkProgress] = []
+    rows = [Message(to=n, text="x") for n in numbers(10)] + [Message(to="1", text="x")]
+    result = await client.send_bulk(rows, batch_size=4, concurrency=1, on_progress=seen.append)
+    assert [p.batches for p in seen] == [1, 2, 3]
+    assert [p.outcome for p in seen] == sorted(result.outcomes, key=lambda o: o.index)
+    last = seen[-1]
+    # Batch 1 (four rows) met 503 on all four attempts; batch 2 held two rows and a bad one.
+    assert (last.sent, last.failed, last.unknown, last.rejected) == (6, 4, 0, 1)
+    assert last.total == 11
+
+
+async def test_a_failing_progress_hook_does_not_stop_the_campaign(
+    client: AsyncVairoClient, caplog: pytest.LogCaptureFixture
+) -> None:
+    def broken(progress: BulkProgress) -> None:
+        raise RuntimeError("progress bar broke")
+
+    result = await client.send_bulk(
+        [Message(to=n, text="x") for n in numbers(6)], batch_size=2, on_progress=broken
+    )
+    assert result.sent == 6
+    assert "on_progress raised" in caplog.text
+
+
+async def test_failing_input_sends_what_was_read_then_raises(
+    client: AsyncVairoClient, server: Server
+) -> None:
+    def rows() -> Iterator[Message]:
+        yield from (Message(to=n, text="x") for n in numbers(7))
+        raise OSError("disk gone")
+
+    seen: list[BatchOutcome] = []
+
+    async def consume() -> None:
+        async for outcome in client.iter_bulk(rows(), batch_size=3):
+            seen.append(outcome)
+
+    with pytest.raises(OSError, match="disk gone"):
+        await consume()
+    assert sum(len(o.messages) for o in seen) == 7
+    assert all(o.state is BatchState.SENT for o in seen)
+    assert len(server.bodies) == 3
+
+
+async def test_a_row_that_is_not_a_message_is_a_type_error(client: AsyncVairoClient) -> None:
+    rows: list[object] = [Message(to="5390000001", text="x"), ("5390000002", "y")]
+    with pytest.raises(TypeError, match="tuple"):
+        await client.send_bulk(rows)  # type: ignore[arg-type]
+
+
+@pytest.mark.parametrize(
+    ("options", "fragment"),
+    [
+        ({"sender": ""}, "empty sender"),
+        ({"batch_size": 0}, "batch_size=0"),
+        ({"concurrency": -1}, "concurrency=-1"),
+        ({"rate": 0}, "rate=0"),
+        ({"batch_size": 2.5}, "batch_size=2.5"),
+    ],
+)
+async def test_bad_campaign_settings_raise_before_reading(
+    client: AsyncVairoClient, options: dict[str, object], fragment: str
+) -> None:
+    def rows() -> Iterator[Message]:
+        raise AssertionError("input must not be read")
+        yield  # pragma: no cover
+
+    with pytest.raises(InvalidRequestError, match=fragment):
+        client.iter_bulk(rows(), **options)  # type: ignore[arg-type]
+
+
+async def test_cancellation_reports_in_flight_batches_as_unknown(
+    client: AsyncVairoClient, server: Server
+) -> None:
+    server.gate = asyncio.Event()  # every request hangs until released
+    pulled = 0
+
+    def rows() -> Iterator[Message]:
+        nonlocal pulled
+        for number in numbers(1000):
+            pulled += 1
+            yield Message(to=number, text="x")
+
+    seen: list[BulkProgress] = []
+    task = asyncio.create_task(
+        client.send_bulk(rows(), batch_size=10, concurrency=2, on_progress=seen.append)
+    )
+    await server.crowded.wait()
+    task.cancel()
+    with pytest.raises(asyncio.CancelledError):
+        await task
+    states = [p.outcome.state for p in seen]
+    assert states.count(BatchState.UNKNOWN) == 2
+    assert all(
+        isinstance(p.outcome.error, OutcomeUnknownError)
+        for p in seen
+        if p.outcome.state is BatchState.UNKNOWN
+    )
+    assert seen[-1].total == pulled  # every row read is accounted for
+    assert pulled < 1000
+    assert asyncio.all_tasks() == {asyncio.current_task()}
+
+
+async def test_breaking_out_of_iter_bulk_stops_the_campaign(
+    client: AsyncVairoClient, server: Server
+) -> None:
+    seen: list[BulkProgress] = []
+    rows = (Message(to=n, text="x") for n in numbers(10_000))
+    outcomes = client.iter_bulk(rows, batch_size=10, concurrency=2, on_progress=seen.append)
+    async for _ in outcomes:
+        break
+    await outcomes.aclose()  # type: ignore[attr-defined]
+    assert len(server.bodies) < 100
+    assert seen[-1].total == seen[-1].sent + seen[-1].failed + seen[-1].unknown
+    assert asyncio.all_tasks() == {asyncio.current_task()}
