@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import ipaddress
 import os
-from collections.abc import AsyncIterator, Iterable
+from collections.abc import AsyncGenerator, AsyncIterator, Iterable
 from types import TracebackType
 from typing import Self, TypeVar
 
@@ -32,6 +32,16 @@ from ._errors import (
     TransportError,
 )
 from ._models import BatchOutcome, BulkResult, Message, PackageReport, Submission
+from ._poll import (
+    DEFAULT_EXPIRY_GRACE,
+    DEFAULT_MAX_POLL_INTERVAL,
+    DEFAULT_POLL_INTERVAL,
+    DEFAULT_WAIT_CONCURRENCY,
+    check_package_ids,
+    run_wait,
+    run_wait_all,
+    wait_settings,
+)
 from ._redact import install_log_redaction, redact, scrub_exception
 from ._retry import RetryPolicy, parse_retry_after
 from ._segments import needs_turkish_shift
@@ -358,3 +368,104 @@ class AsyncVairoClient:
             ) from exc
         retry_after = parse_retry_after(response.headers.get("retry-after"))
         return decode(response.status_code, response.content, retry_after, target, self._key)
+
+    async def wait_until_final(
+        self,
+        package_id: int,
+        *,
+        timeout: float | None = None,  # noqa: ASYNC109 - the contract's name; see DESIGN 6
+        poll_interval: float = DEFAULT_POLL_INTERVAL,
+        max_poll_interval: float = DEFAULT_MAX_POLL_INTERVAL,
+        expiry_grace: float | None = DEFAULT_EXPIRY_GRACE,
+    ) -> PackageReport:
+        """Poll a package's report until it is COMPLETED or FAILED, and return that report.
+
+        Polls start after `poll_interval` seconds and the intervals grow 1.5 times each
+        poll, with jitter, up to `max_poll_interval`. A FAILED package is returned, with
+        its `failure`; poll failures that are transient do not end the wait.
+
+        Args:
+            package_id: The id `send` returned.
+            timeout: Seconds to wait at most; None waits until the package is final or
+                expired.
+            poll_interval: Seconds before the first poll, and the first interval.
+            max_poll_interval: The longest interval between two polls.
+            expiry_grace: Seconds a package may stay unsettled after its validity ended
+                (`expires_at`) before the wait gives up; None never gives up.
+
+        Returns:
+            The package's first final report.
+
+        Raises:
+            WaitTimeoutError: Not final within `timeout`; carries the last report seen.
+            PackageExpiredError: Still not final `expiry_grace` seconds after it expired.
+            APIError: A poll was answered with a non-transient error, e.g. no such
+                package (`AuthenticationError` for a refused key).
+            InvalidRequestError: A bad id or argument; nothing was polled.
+
+        .. versionadded:: 0.1.0
+        """
+        self._check_open()
+        settings = wait_settings(
+            timeout=timeout,
+            poll_interval=poll_interval,
+            max_poll_interval=max_poll_interval,
+            expiry_grace=expiry_grace,
+        )
+        (package_id,) = check_package_ids([package_id])
+        return await run_wait(self.get_report, package_id, settings)
+
+    def wait_all(
+        self,
+        package_ids: Iterable[int],
+        *,
+        timeout: float | None = None,
+        concurrency: int = DEFAULT_WAIT_CONCURRENCY,
+        poll_interval: float = DEFAULT_POLL_INTERVAL,
+        max_poll_interval: float = DEFAULT_MAX_POLL_INTERVAL,
+        expiry_grace: float | None = DEFAULT_EXPIRY_GRACE,
+    ) -> AsyncGenerator[PackageReport, None]:
+        """Wait for many packages, yielding each final report as soon as it is final.
+
+        Each package is polled on the schedule of `wait_until_final`, all at once, with
+        at most `concurrency` report requests in flight. A repeated id is waited for and
+        yielded once. A package that cannot be waited for (no such package, timeout,
+        expired) does not stop the others: they are all yielded first, then the failures
+        are raised together. Close the iterator (`contextlib.aclosing`) or cancel its task
+        to stop every poll at once.
+
+        Args:
+            package_ids: The ids to wait for.
+            timeout: Seconds the whole wait may last; None for no limit.
+            concurrency: Report requests in flight, at most.
+            poll_interval: As for `wait_until_final`.
+            max_poll_interval: As for `wait_until_final`.
+            expiry_grace: As for `wait_until_final`.
+
+        Returns:
+            An async iterator of final reports, in the order the packages became final.
+
+        Raises:
+            WaitAllError: After every other package was yielded: an `ExceptionGroup` of
+                the failed packages' errors (`WaitTimeoutError`, `PackageExpiredError`,
+                `APIError`), with `errors` mapping each package id to its error.
+            AuthenticationError: The key was refused; raised at once, as it concerns
+                every package.
+            InvalidRequestError: A bad id or argument, raised by the call itself; nothing
+                was polled.
+
+        .. versionadded:: 0.1.0
+        """
+        self._check_open()
+        settings = wait_settings(
+            timeout=timeout,
+            poll_interval=poll_interval,
+            max_poll_interval=max_poll_interval,
+            expiry_grace=expiry_grace,
+        )
+        if type(concurrency) is not int or concurrency < 1:
+            raise InvalidRequestError(
+                [f"concurrency={describe(concurrency)}: must be a positive integer"]
+            )
+        ids = check_package_ids(package_ids)
+        return run_wait_all(self.get_report, ids, settings, concurrency)
