@@ -37,10 +37,9 @@ from ._poll import (
     DEFAULT_MAX_POLL_INTERVAL,
     DEFAULT_POLL_INTERVAL,
     DEFAULT_WAIT_CONCURRENCY,
-    check_package_ids,
+    check_wait,
     run_wait,
     run_wait_all,
-    wait_settings,
 )
 from ._redact import install_log_redaction, redact, scrub_exception
 from ._retry import RetryPolicy, parse_retry_after
@@ -406,13 +405,15 @@ class AsyncVairoClient:
         .. versionadded:: 0.1.0
         """
         self._check_open()
-        settings = wait_settings(
+        _, settings = check_wait(
+            [package_id],
+            single=True,
+            concurrency=1,
             timeout=timeout,
             poll_interval=poll_interval,
             max_poll_interval=max_poll_interval,
             expiry_grace=expiry_grace,
         )
-        (package_id,) = check_package_ids([package_id])
         return await run_wait(self.get_report, package_id, settings)
 
     def wait_all(
@@ -457,15 +458,13 @@ class AsyncVairoClient:
         .. versionadded:: 0.1.0
         """
         self._check_open()
-        settings = wait_settings(
+        ids, settings = check_wait(
+            package_ids,
+            single=False,
+            concurrency=concurrency,
             timeout=timeout,
             poll_interval=poll_interval,
             max_poll_interval=max_poll_interval,
             expiry_grace=expiry_grace,
         )
-        if type(concurrency) is not int or concurrency < 1:
-            raise InvalidRequestError(
-                [f"concurrency={describe(concurrency)}: must be a positive integer"]
-            )
-        ids = check_package_ids(package_ids)
         return run_wait_all(self.get_report, ids, settings, concurrency)

@@ -54,12 +54,11 @@ __all__ = [
     "POLL_JITTER",
     "GetReport",
     "WaitSettings",
-    "check_package_ids",
+    "check_wait",
     "expiry_of",
     "poll_delays",
     "run_wait",
     "run_wait_all",
-    "wait_settings",
 ]
 
 logger = logging.getLogger("vairo_async")
@@ -104,19 +103,33 @@ def _is_number(value: object) -> bool:
     return isinstance(value, int | float) and not isinstance(value, bool) and math.isfinite(value)
 
 
-def wait_settings(
+def check_wait(
+    package_ids: Iterable[int],
     *,
+    single: bool,
+    concurrency: int,
     timeout: float | None,
     poll_interval: float,
     max_poll_interval: float,
     expiry_grace: float | None,
-) -> WaitSettings:
-    """Check a wait's arguments before any poll.
+) -> tuple[list[int], WaitSettings]:
+    """Check a wait's ids and arguments before any poll.
+
+    Returns:
+        The distinct ids, in first-seen order, and the settings.
 
     Raises:
-        InvalidRequestError: Listing every bad argument.
+        InvalidRequestError: Listing every bad id and argument.
     """
-    problems = []
+    ids = list(package_ids)
+    problems = [
+        f"{'package_id' if single else f'package_ids[{index}]'}={describe(value)}: "
+        "must be a non-negative integer"
+        for index, value in enumerate(ids)
+        if type(value) is not int or value < 0
+    ]
+    if type(concurrency) is not int or concurrency < 1:
+        problems.append(f"concurrency={describe(concurrency)}: must be a positive integer")
     if timeout is not None and not (_is_number(timeout) and timeout >= 0):
         problems.append(f"timeout={describe(timeout)}: must be a number >= 0, or None")
     if not (_is_number(poll_interval) and poll_interval > 0):
@@ -130,24 +143,8 @@ def wait_settings(
         problems.append(f"expiry_grace={describe(expiry_grace)}: must be a number >= 0, or None")
     if problems:
         raise InvalidRequestError(problems)
-    return WaitSettings(timeout, poll_interval, max_poll_interval, expiry_grace)
-
-
-def check_package_ids(package_ids: Iterable[int]) -> list[int]:
-    """The distinct ids of `package_ids`, in first-seen order.
-
-    Raises:
-        InvalidRequestError: Listing every id that is not a non-negative integer.
-    """
-    ids = list(package_ids)
-    problems = [
-        f"package_ids[{index}]={describe(value)}: must be a non-negative integer"
-        for index, value in enumerate(ids)
-        if type(value) is not int or value < 0
-    ]
-    if problems:
-        raise InvalidRequestError(problems)
-    return list(dict.fromkeys(ids))
+    settings = WaitSettings(timeout, poll_interval, max_poll_interval, expiry_grace)
+    return list(dict.fromkeys(ids)), settings
 
 
 def poll_delays(first: float, cap: float) -> Iterator[float]:
