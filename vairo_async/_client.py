@@ -377,11 +377,10 @@ class AsyncVairoClient:
         max_poll_interval: float = DEFAULT_MAX_POLL_INTERVAL,
         expiry_grace: float | None = DEFAULT_EXPIRY_GRACE,
     ) -> PackageReport:
-        """Poll a package's report until it is COMPLETED or FAILED, and return that report.
+        """Poll a package until it is COMPLETED or FAILED, and return that report.
 
-        Polls start after `poll_interval` seconds and the intervals grow 1.5 times each
-        poll, with jitter, up to `max_poll_interval`. A FAILED package is returned, with
-        its `failure`; poll failures that are transient do not end the wait.
+        The first poll comes after `poll_interval`; intervals grow 1.5 times, with jitter,
+        up to `max_poll_interval`. Transient poll failures do not end the wait.
 
         Args:
             package_id: The id `send` returned.
@@ -393,7 +392,7 @@ class AsyncVairoClient:
                 (`expires_at`) before the wait gives up; None never gives up.
 
         Returns:
-            The package's first final report.
+            The package's first final report; a FAILED one carries its `failure`.
 
         Raises:
             WaitTimeoutError: Not final within `timeout`; carries the last report seen.
@@ -426,17 +425,14 @@ class AsyncVairoClient:
         max_poll_interval: float = DEFAULT_MAX_POLL_INTERVAL,
         expiry_grace: float | None = DEFAULT_EXPIRY_GRACE,
     ) -> AsyncGenerator[PackageReport, None]:
-        """Wait for many packages, yielding each final report as soon as it is final.
+        """Wait for many packages at once, yielding each final report as soon as it is final.
 
-        Each package is polled on the schedule of `wait_until_final`, all at once, with
-        at most `concurrency` report requests in flight. A repeated id is waited for and
-        yielded once. A package that cannot be waited for (no such package, timeout,
-        expired) does not stop the others: they are all yielded first, then the failures
-        are raised together. Close the iterator (`contextlib.aclosing`) or cancel its task
-        to stop every poll at once.
+        Packages that cannot be waited for are raised together after the others were
+        yielded. Close the iterator (`contextlib.aclosing`) or cancel its task to stop
+        every poll at once.
 
         Args:
-            package_ids: The ids to wait for.
+            package_ids: The ids to wait for; a repeated id is waited for and yielded once.
             timeout: Seconds the whole wait may last; None for no limit.
             concurrency: Report requests in flight, at most.
             poll_interval: As for `wait_until_final`.

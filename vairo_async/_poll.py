@@ -63,7 +63,7 @@ __all__ = [
 
 logger = logging.getLogger("vairo_async")
 
-#: Seconds before the first poll; a package is seldom final sooner after it was sent.
+#: Seconds before the first poll: a package is seldom final within a second of its send.
 DEFAULT_POLL_INTERVAL = 1.0
 #: The longest interval between two polls of one package.
 DEFAULT_MAX_POLL_INTERVAL = 30.0
