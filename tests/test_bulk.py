@@ -344,3 +344,27 @@ async def test_breaking_out_of_iter_bulk_stops_the_campaign(
     assert len(server.bodies) < 100
     assert seen[-1].total == seen[-1].sent + seen[-1].failed + seen[-1].unknown
     assert asyncio.all_tasks() == {asyncio.current_task()}
+
+
+async def test_credits_are_estimated_without_a_second_pass(
+    client: AsyncVairoClient, server: Server
+) -> None:
+    server.failures = {1: 400}
+    texts = ["a" * 161, "Şifre", "😀" * 36, "kısa"]  # 2, 1, 2 and 1 credits
+    passes = 0
+
+    def rows() -> Iterator[Message]:
+        nonlocal passes
+        passes += 1
+        for i, number in enumerate(numbers(8)):
+            yield Message(to=number, text=texts[i % 4])
+
+    seen: list[BulkProgress] = []
+    result = await client.send_bulk(rows(), batch_size=2, concurrency=1, on_progress=seen.append)
+    assert passes == 1
+    credits = {o.index: o.estimated_credits for o in result.outcomes}
+    # Plain group: "a"*161 and the emoji text; Turkish group: "Şifre" and "kısa".
+    assert sorted(credits.values()) == [2, 2, 4, 4]
+    failed = next(o for o in result.outcomes if o.state is BatchState.FAILED)
+    assert result.estimated_credits == 12 - failed.estimated_credits
+    assert seen[-1].estimated_credits == result.estimated_credits

@@ -48,7 +48,7 @@ def client(recorder: Recorder) -> AsyncVairoClient:
 async def test_send_one_number(client: AsyncVairoClient, recorder: Recorder) -> None:
     async with client:
         sub = await client.send("Kodunuz 1234", to="0539 999 99 99")
-    assert sub == Submission(package_id=52, recipient_count=1)
+    assert sub == Submission(package_id=52, recipient_count=1, estimated_credits=1)
     (request,) = recorder.requests
     assert request.method == "POST"
     assert request.url.path == "/Panel/api/v1/SmsGonder"
@@ -74,6 +74,31 @@ async def test_send_many_numbers_and_messages(client: AsyncVairoClient, recorder
         {"msg": "Merhaba Ali", "dest": "5399999999"},
         {"msg": "Selam", "dest": "5554444444"},
     ]
+
+
+@pytest.mark.parametrize(
+    ("texts", "tr_char", "credits"),
+    [
+        (["a" * 160], None, 1),
+        (["a" * 161], None, 2),
+        (["ş" * 77], None, 1),  # ş is two septets in the Turkish shift table: 154 of 155
+        (["ş" * 78], None, 2),
+        (["a" * 155, "ş"], None, 2),  # the package announces the shift: 155 fits one segment
+        (["a" * 156, "ş"], None, 3),  # ...and 156 does not
+        (["😀" * 35], None, 1),
+        (["😀" * 36], None, 2),
+        (["a" * 156], False, 1),
+        (["a" * 156], True, 2),
+    ],
+)
+async def test_submission_estimates_credits(
+    client: AsyncVairoClient, texts: list[str], tr_char: bool | None, credits: int
+) -> None:
+    async with client:
+        sub = await client.send_messages(
+            [Message(to="5399999999", text=t) for t in texts], tr_char=tr_char
+        )
+    assert sub.estimated_credits == credits
 
 
 @pytest.mark.parametrize(

@@ -310,7 +310,7 @@ def test_transliteration_saves_segments(text: str, before: Segments, after: Segm
     assert segments(transliterate_turkish(text)) == after
 
 
-# The example table of docs/segments.md, row for row.
+# The example table of the README section "What will this cost?", row for row.
 @pytest.mark.parametrize(
     ("text", "tr_char", "encoding", "units", "count"),
     [

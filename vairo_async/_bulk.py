@@ -19,7 +19,7 @@ from aiolimiter import AsyncLimiter
 
 from ._errors import InvalidRequestError, OutcomeUnknownError, TransportError, VairoError
 from ._models import BatchOutcome, BatchState, BulkProgress, Message, Rejection
-from ._segments import needs_turkish_shift
+from ._segments import needs_turkish_shift, segments
 from ._validate import check_message
 
 if TYPE_CHECKING:
@@ -45,6 +45,7 @@ class _Batch:
     rejected: list[Rejection] = attrs.Factory(list)
     index: int = -1
     started: bool = False
+    credits: int = 0
 
     @property
     def rows(self) -> int:
@@ -85,6 +86,7 @@ class _Campaign:
         self._counts = dict.fromkeys(BatchState, 0)
         self._rejected = 0
         self._batches = 0
+        self._credits = 0
         self.results: asyncio.Queue[BatchOutcome | _Stopped] = asyncio.Queue(concurrency)
         self.source_error: BaseException | None = None
 
@@ -102,6 +104,7 @@ class _Campaign:
         else:
             batch = self._forming[needs_turkish_shift(message.text)]
             batch.messages.append(message)
+            batch.credits += segments(message.text, tr_char=batch.tr_char).count
         if batch.rows < self._batch_size:
             return None
         self._forming[batch.tr_char] = _Batch(batch.tr_char)
@@ -180,8 +183,11 @@ class _Campaign:
             rejected=tuple(batch.rejected),
             package_id=package_id,
             error=error,
+            estimated_credits=batch.credits,
         )
         self._counts[state] += len(batch.messages)
+        if state is BatchState.SENT:
+            self._credits += batch.credits
         self._rejected += len(batch.rejected)
         self._batches += 1
         if self._on_progress is not None:
@@ -192,6 +198,7 @@ class _Campaign:
                 failed=self._counts[BatchState.FAILED],
                 unknown=self._counts[BatchState.UNKNOWN],
                 rejected=self._rejected,
+                estimated_credits=self._credits,
             )
             try:
                 self._on_progress(progress)

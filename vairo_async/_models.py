@@ -48,10 +48,13 @@ class Submission:
     Attributes:
         package_id: The id to query the package's report with; store it.
         recipient_count: How many messages the package holds.
+        estimated_credits: Credits the package should cost: one per SMS segment of each
+            message (see `segments`). The report's `credits` is what was charged.
     """
 
     package_id: int
     recipient_count: int
+    estimated_credits: int = attrs.field(default=0, kw_only=True)
 
 
 class PackageStatus(enum.IntEnum):
@@ -179,6 +182,7 @@ class BatchOutcome:
         rejected: The bad rows dropped while this batch was formed.
         package_id: The package id when SENT, else None.
         error: The error behind FAILED or UNKNOWN, else None.
+        estimated_credits: Credits the batch's messages cost, or would have cost.
     """
 
     index: int
@@ -187,6 +191,7 @@ class BatchOutcome:
     rejected: tuple[Rejection, ...] = ()
     package_id: int | None = None
     error: VairoError | None = attrs.field(default=None, eq=False)
+    estimated_credits: int = 0
 
 
 @attrs.frozen(kw_only=True)
@@ -200,6 +205,7 @@ class BulkProgress:
         failed: Rows certainly not sent so far.
         unknown: Rows that may have been sent so far.
         rejected: Rows rejected so far.
+        estimated_credits: Estimated credits of the rows sent so far (SENT batches).
     """
 
     outcome: BatchOutcome
@@ -208,6 +214,7 @@ class BulkProgress:
     failed: int
     unknown: int
     rejected: int
+    estimated_credits: int
 
     @property
     def total(self) -> int:
@@ -257,6 +264,11 @@ class BulkResult:
     def total(self) -> int:
         """Every input row: sent + failed + unknown + rejected."""
         return sum(len(o.messages) + len(o.rejected) for o in self.outcomes)
+
+    @property
+    def estimated_credits(self) -> int:
+        """Estimated credits of the rows sent (SENT batches)."""
+        return sum(o.estimated_credits for o in self.outcomes if o.state is BatchState.SENT)
 
     @property
     def rejections(self) -> list[Rejection]:

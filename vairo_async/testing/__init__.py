@@ -1,9 +1,11 @@
 """A faithful in-memory VairoSMS for tests, demos and benchmarks.
 
 Run `FakeVairo` in-process with `fake.transport()`, or on a loopback port with
-`async with fake.serve() as base_url:` or `python -m vairo_async.testing`.
+`async with fake.serve() as base_url:` or `python -m vairo_async.testing`. `set_testing(True)`
+makes the client's retries wait zero seconds.
 """
 
+from .._retry import set_testing
 from ._app import DEFAULT_API_KEY, DEFAULT_PREFIX, FakeVairo
 from ._faults import Fault, FaultKind, RandomFaults
 from ._state import Outcome, Package, RequestRecord, SentMessage
@@ -21,4 +23,5 @@ __all__ = [
     "RandomFaults",
     "RequestRecord",
     "SentMessage",
+    "set_testing",
 ]

@@ -102,13 +102,12 @@ class FakeVairo:
     first_package_id: int = 1
     clock: Callable[[], float] = time.monotonic
     now: Callable[[], datetime] = _istanbul_now
-    _ledger: Ledger = attrs.field(init=False, factory=Ledger)
-    _faults: FaultPlan = attrs.field(init=False, factory=FaultPlan)
-    _next_package_id: int = attrs.field(init=False, default=0)
-    _next_log_id: int = attrs.field(init=False, default=1)
+    _ledger: Ledger = attrs.field(init=False, factory=Ledger, repr=False)
+    _faults: FaultPlan = attrs.field(init=False, factory=FaultPlan, repr=False)
+    _issued: int = attrs.field(init=False, default=0, repr=False)
+    _next_log_id: int = attrs.field(init=False, default=1, repr=False)
 
     def __attrs_post_init__(self) -> None:
-        self._next_package_id = self.first_package_id
         self._faults.set_random(self._random_faults)
 
     # -- records -------------------------------------------------------------------------------
@@ -232,11 +231,11 @@ class FakeVairo:
 
         fault = self._faults.pick(endpoint)
         if fault is not None and not fault.accepted:
-            await self._fail(scope, send, endpoint, fault, None, None)
+            await self._fail(scope, receive, send, endpoint, fault, None, None)
             return
         answer, outcome, package_id = self._handle(scope, endpoint, package_ref, body)
         if fault is not None and fault.kind is not FaultKind.LATENCY:
-            await self._fail(scope, send, endpoint, fault, answer, package_id)
+            await self._fail(scope, receive, send, endpoint, fault, answer, package_id)
             return
         kind = fault.kind if fault is not None else None
         self._record(endpoint, outcome, answer.status, kind, package_id)
@@ -286,8 +285,8 @@ class FakeVairo:
     def _accept(
         self, scope: Scope, sender: str, tr_char: bool | None, rows: tuple[tuple[str, str], ...]
     ) -> Package:
-        package_id = self._next_package_id
-        self._next_package_id += 1
+        package_id = self.first_package_id + self._issued
+        self._issued += 1
         timed = self.complete_after_seconds
         package = Package(
             package_id=package_id,
@@ -325,6 +324,7 @@ class FakeVairo:
     async def _fail(
         self,
         scope: Scope,
+        receive: Receive,
         send: Send,
         endpoint: Endpoint,
         fault: Fault,
@@ -334,7 +334,8 @@ class FakeVairo:
         """Answer with `fault` instead of `answer` (the normal answer, when it was handled)."""
         if fault.kind in (FaultKind.DROP_BEFORE_ACCEPT, FaultKind.DROP_AFTER_ACCEPT):
             self._record(endpoint, Outcome.DROPPED, None, fault.kind, package_id)
-            await _drop(scope, send, answer)
+            if await _still_there(self.latency, receive):
+                await _drop(scope, send, answer)
             return
         if fault.kind is FaultKind.RATE_LIMIT:
             failure, outcome = r.error(429, t.RATE_LIMITED), Outcome.RATE_LIMITED
@@ -345,7 +346,8 @@ class FakeVairo:
         if fault.retry_after is not None:
             failure = failure.with_header("retry-after", _retry_after(fault.retry_after))
         self._record(endpoint, outcome, failure.status, fault.kind, package_id)
-        await _respond(send, failure)
+        if await _still_there(self.latency, receive):
+            await _respond(send, failure)
 
     def _record(
         self,

@@ -58,7 +58,9 @@ def bind(host: str, port: int, *, allow_non_loopback: bool = False) -> socket.so
             "pass allow_non_loopback=True (--allow-non-loopback) to mean it"
         )
     family = socket.AF_INET6 if address.version == 6 else socket.AF_INET
-    sock = socket.socket(family, socket.SOCK_STREAM)
+    # An explicit IPPROTO_TCP matters: asyncio sets TCP_NODELAY on accepted connections only
+    # when the listening socket says TCP, and without it every keep-alive answer stalls 40 ms.
+    sock = socket.socket(family, socket.SOCK_STREAM, socket.IPPROTO_TCP)
     try:
         sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
         sock.bind((host, port))

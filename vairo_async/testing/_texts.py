@@ -1,4 +1,3 @@
-# ruff: noqa: RUF001 - the service answers in Turkish; the dotless i in its words is meant
 """Every Turkish message the emulator answers with, in one place."""
 
 from __future__ import annotations

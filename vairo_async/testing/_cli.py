@@ -1,0 +1,143 @@
+"""`python -m vairo_async.testing`: serve a FakeVairo on a loopback port until Ctrl-C."""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import sys
+from collections.abc import Sequence
+from datetime import timedelta
+
+from ._app import DEFAULT_API_KEY, DEFAULT_PREFIX, FakeVairo
+from ._faults import Fault, RandomFaults
+from ._server import MISSING_UVICORN, base_url, bind, import_uvicorn, make_config, silence_drops
+
+__all__ = ["build_parser", "fault_rates", "main"]
+
+_FAULT_NAMES = ("rate_limit", "500", "502", "503", "504", "html", "drop_before", "drop_after")
+
+
+def build_parser() -> argparse.ArgumentParser:
+    """The command's arguments."""
+    parser = argparse.ArgumentParser(
+        prog="python -m vairo_async.testing",
+        description="Serve an in-memory VairoSMS emulator on a loopback port until Ctrl-C.",
+    )
+    parser.add_argument(
+        "--host", default="127.0.0.1", help="loopback address (default %(default)s)"
+    )
+    parser.add_argument("--port", type=int, default=8080, help="0 picks a free port")
+    parser.add_argument(
+        "--allow-non-loopback", action="store_true", help="allow a host other than loopback"
+    )
+    parser.add_argument("--api-key", default=DEFAULT_API_KEY, help="the key to accept")
+    parser.add_argument("--prefix", default=DEFAULT_PREFIX, help="path prefix of the endpoints")
+    life = parser.add_argument_group("package life cycle")
+    life.add_argument(
+        "--complete-after-polls",
+        type=int,
+        default=1,
+        metavar="N",
+        help="answer SENDING to the first N polls of a package, then final (default 1)",
+    )
+    life.add_argument(
+        "--complete-after-seconds",
+        type=float,
+        metavar="S",
+        help="final S seconds after acceptance (replaces the poll rule)",
+    )
+    life.add_argument("--never-complete", action="store_true", help="packages stay SENDING")
+    life.add_argument("--validity-hours", type=float, default=24.0, help="gecerlilik_suresi")
+    life.add_argument(
+        "--fail-sender",
+        action="append",
+        default=[],
+        metavar="SENDER",
+        help="packages from SENDER end FAILED (INVALID_SOURCE_ADDRESS); repeatable",
+    )
+    life.add_argument(
+        "--fail-destination",
+        action="append",
+        default=[],
+        metavar="NUMBER",
+        help="packages to NUMBER end FAILED (INVALID_DESTINATION_ADDRESS); repeatable",
+    )
+    faults = parser.add_argument_group("faults")
+    faults.add_argument("--latency", type=float, default=0.0, help="seconds before every answer")
+    faults.add_argument(
+        "--fault",
+        action="append",
+        default=[],
+        metavar="KIND=RATE",
+        help=f"random fault rate per request; KIND is one of {', '.join(_FAULT_NAMES)}",
+    )
+    faults.add_argument("--fault-endpoint", choices=("send", "report", "both"), default="both")
+    faults.add_argument("--retry-after", type=float, default=1.0, help="Retry-After of 429s")
+    faults.add_argument("--seed", type=int, help="seed for random faults")
+    parser.add_argument("--log-level", default="warning", help="uvicorn log level")
+    return parser
+
+
+def fault_rates(specs: Sequence[str], *, retry_after: float) -> dict[Fault, float]:
+    """Parse `KIND=RATE` specs into random fault rates."""
+    rates: dict[Fault, float] = {}
+    for spec in specs:
+        name, _, rate = spec.partition("=")
+        if name == "rate_limit":
+            fault = Fault.rate_limit(retry_after)
+        elif name.isdigit():
+            fault = Fault.server_error(int(name))
+        elif name == "html":
+            fault = Fault.html_page()
+        elif name == "drop_before":
+            fault = Fault.drop_before_accept()
+        elif name == "drop_after":
+            fault = Fault.drop_after_accept()
+        else:
+            raise ValueError(f"unknown fault {name!r}; use one of {', '.join(_FAULT_NAMES)}")
+        try:
+            rates[fault] = float(rate)
+        except ValueError:
+            raise ValueError(f"fault {spec!r} needs a rate, as in {name}=0.1") from None
+    return rates
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    """Run the command; returns the exit status."""
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    try:
+        uvicorn = import_uvicorn()
+    except ImportError:
+        print(MISSING_UVICORN, file=sys.stderr)
+        return 1
+    try:
+        rates = fault_rates(args.fault, retry_after=args.retry_after)
+        fake = FakeVairo(
+            api_key=args.api_key,
+            prefix=args.prefix,
+            complete_after_polls=None if args.never_complete else args.complete_after_polls,
+            complete_after_seconds=None if args.never_complete else args.complete_after_seconds,
+            validity=timedelta(hours=args.validity_hours),
+            fail_senders=frozenset(args.fail_sender),
+            fail_destinations=frozenset(args.fail_destination),
+            latency=args.latency,
+            random_faults=RandomFaults(rates, seed=args.seed, endpoint=args.fault_endpoint)
+            if rates
+            else None,
+        )
+        sock = bind(args.host, args.port, allow_non_loopback=args.allow_non_loopback)
+    except (ValueError, OSError) as exc:
+        parser.error(str(exc))
+    server = uvicorn.Server(make_config(fake, log_level=args.log_level))
+    silence_drops()
+    print(f"VAIRO_BASE_URL={base_url(sock, fake.prefix)}", flush=True)
+    print(f"VAIRO_API_KEY={fake.api_key}", flush=True)
+    print("Serving the VairoSMS emulator; press Ctrl-C to stop.", file=sys.stderr, flush=True)
+    try:
+        asyncio.run(server.serve(sockets=[sock]))
+    except KeyboardInterrupt:
+        pass
+    finally:
+        sock.close()
+    return 0
