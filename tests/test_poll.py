@@ -11,6 +11,7 @@ import asyncio
 import contextlib
 import json
 import logging
+import traceback
 from collections.abc import AsyncIterator, Callable
 from datetime import datetime, timedelta
 from typing import Any
@@ -531,6 +532,20 @@ def test_wait_all_keeps_to_its_concurrency_on_a_virtual_clock() -> None:
     assert finals == list(range(1, 21))
     # 60 polls of 0.1 s, three at a time, cannot take less than 2 s.
     assert elapsed >= 2.0
+
+
+async def test_wait_logs_and_errors_keep_the_key_out(
+    client: AsyncVairoClient, fake: FakeVairo, caplog: pytest.LogCaptureFixture
+) -> None:
+    never = await send(client, fake, polls=None)
+    fake.inject(Fault.drop_before_accept(), endpoint="report", times=4)
+    fake.inject(Fault.server_error(503), endpoint="report", times=4)
+    with caplog.at_level(logging.DEBUG), pytest.raises(WaitAllError) as caught:
+        await drain(client.wait_all([never, UNKNOWN_ID], timeout=0.05, **FAST), [])
+    assert fake.pending_faults == 0
+    assert "polling package" in caplog.text
+    assert API_KEY not in caplog.text
+    assert API_KEY not in "".join(traceback.format_exception(caught.value))
 
 
 # -- cancellation ---------------------------------------------------------------------------
