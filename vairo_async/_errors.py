@@ -178,6 +178,8 @@ class PackageExpiredError(WaitTimeoutError):
         grace: Seconds past `expired_at` the wait allowed before giving up.
     """
 
+    last_report: PackageReport
+
     def __init__(
         self, package_id: int, last_report: PackageReport, expired_at: datetime, grace: float
     ) -> None:
