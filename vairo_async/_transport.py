@@ -13,6 +13,8 @@ from __future__ import annotations
 import aiohttp
 import httpx
 
+from ._redact import redact
+
 __all__ = ["AiohttpTransport"]
 
 # Most specific first: the first match wins.
@@ -33,14 +35,21 @@ _EXCEPTIONS: tuple[tuple[type[BaseException], type[httpx.TransportError]], ...] 
 
 
 def _httpx_error(exc: BaseException, request: httpx.Request) -> httpx.TransportError:
+    # aiohttp puts the full URL, query and key included, into some messages
+    # (ConnectionTimeoutError, ClientResponseError); only a redacted copy is kept.
+    message = redact(f"{type(exc).__name__}: {exc}", "")
     for aiohttp_class, httpx_class in _EXCEPTIONS:
         if isinstance(exc, aiohttp_class):
-            return httpx_class(f"{type(exc).__name__}: {exc}", request=request)
+            return httpx_class(message, request=request)
     raise AssertionError("unreachable: ClientError is the last entry")  # pragma: no cover
 
 
 class AiohttpTransport(httpx.AsyncBaseTransport):
     """Send httpx requests through one aiohttp session; the response body is read whole.
+
+    httpx's timeouts map to aiohttp's: `read` bounds each socket read, `connect` the TCP and
+    TLS set-up, and `pool + connect` the wait for a pooled connection and its set-up together
+    (aiohttp times those as one). aiohttp has no write timeout.
 
     Args:
         max_connections: Connections kept open at most; keep it at least as large as the
@@ -93,7 +102,7 @@ class AiohttpTransport(httpx.AsyncBaseTransport):
             ) as answer:
                 content = await answer.read()
         except (aiohttp.ClientError, TimeoutError) as exc:
-            raise _httpx_error(exc, request) from exc
+            raise _httpx_error(exc, request) from None
         return httpx.Response(
             answer.status,
             headers=answer.raw_headers,
