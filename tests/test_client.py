@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import ssl
 
 import httpx
 import pytest
@@ -17,6 +18,7 @@ from vairo_async import (
     PackageStatus,
     Submission,
 )
+from vairo_async._transport import AiohttpTransport
 
 
 class Recorder:
@@ -291,7 +293,14 @@ def test_default_timeouts_are_set() -> None:
     assert timeout.read == 30.0
 
 
-def test_tls_verification_stays_on() -> None:
-    client = AsyncVairoClient(API_KEY)
-    pool = client._http._transport._pool  # type: ignore[attr-defined]
-    assert pool._ssl_context.verify_mode.name == "CERT_REQUIRED"
+async def test_tls_verification_stays_on() -> None:
+    async with AsyncVairoClient(API_KEY) as client:
+        session = client._http._transport._open()  # type: ignore[attr-defined]
+        context = session.connector._ssl
+        assert context.verify_mode is ssl.CERT_REQUIRED
+        assert context.check_hostname
+
+
+async def test_the_default_stack_is_aiohttp() -> None:
+    async with AsyncVairoClient(API_KEY) as client:
+        assert isinstance(client._http._transport, AiohttpTransport)

@@ -264,3 +264,23 @@ async def test_reset_forgets_records_but_ids_continue(clients: MakeHttp) -> None
 
 def test_repr_stays_short() -> None:
     assert "_ledger" not in repr(FakeVairo())
+
+
+async def test_peak_concurrency_counts_overlapping_requests() -> None:
+    import asyncio
+
+    import httpx
+
+    from vairo_async.testing import FakeVairo
+
+    fake = FakeVairo(latency=0.01)
+    body = {"baslik": "ACME", "mesajlar": [{"msg": "x", "dest": "5399999999"}]}
+    async with httpx.AsyncClient(transport=fake.transport(), base_url=fake.base_url) as http:
+        url = f"SmsGonder?api_key={fake.api_key}"
+        await asyncio.gather(*(http.post(url, json=body) for _ in range(4)))
+        assert fake.peak_concurrency("send") == 4
+        await http.post(url, json=body)
+    assert fake.peak_concurrency("send") == 4
+    assert fake.peak_concurrency("report") == 0
+    fake.reset()
+    assert fake.peak_concurrency("send") == 0

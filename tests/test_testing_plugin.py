@@ -1,7 +1,7 @@
 """The "Testing your code" snippet runs, and the pytest plugin's fixtures work, in a fresh project.
 
-The snippet is read from README.md when it has a "## Testing your code" section, else from
-docs/testing.md, so the documentation cannot drift from the code.
+The snippet is read from README.md's "## Testing your code" section, so the documentation
+cannot drift from the code.
 """
 
 from __future__ import annotations
@@ -41,18 +41,14 @@ async def test_served_emulator(fake_vairo: FakeVairo, fake_vairo_url: str) -> No
 
 
 def read_testing_section(root: Path = ROOT) -> str:
-    """The "Testing your code" section, from README.md if it has one, else docs/testing.md."""
-    for path in (root / "README.md", root / "docs" / "testing.md"):
-        if not path.exists():
-            continue
-        text = path.read_text(encoding="utf-8")
-        match = re.search(rf"^{re.escape(HEADING)}[ \t]*$", text, re.M)
-        if match is None:
-            continue
-        rest = text[match.end() :]
-        end = re.search(r"^## ", rest, re.M)
-        return rest[: end.start()] if end else rest
-    raise AssertionError(f"no {HEADING!r} section in README.md or docs/testing.md")
+    """The "Testing your code" section of README.md, up to the next "## " heading."""
+    text = (root / "README.md").read_text(encoding="utf-8")
+    match = re.search(rf"^{re.escape(HEADING)}[ \t]*$", text, re.M)
+    if match is None:
+        raise AssertionError(f"no {HEADING!r} section in README.md")
+    rest = text[match.end() :]
+    end = re.search(r"^## ", rest, re.M)
+    return rest[: end.start()] if end else rest
 
 
 def run_pytest(directory: Path, mode: str = "strict") -> subprocess.CompletedProcess[str]:
@@ -73,15 +69,10 @@ def run_pytest(directory: Path, mode: str = "strict") -> subprocess.CompletedPro
     )
 
 
-def test_the_section_comes_from_the_readme_once_it_is_there(tmp_path: Path) -> None:
-    (tmp_path / "docs").mkdir()
-    (tmp_path / "docs" / "testing.md").write_text(f"{HEADING}\nfrom docs\n", encoding="utf-8")
-    (tmp_path / "README.md").write_text("# x\n## Other\n", encoding="utf-8")
-    assert read_testing_section(tmp_path).strip() == "from docs"
-
-    readme = f"# x\n{HEADING}\nfrom readme\n## Next\nnot this\n"
+def test_the_section_ends_at_the_next_heading(tmp_path: Path) -> None:
+    readme = f"# x\n{HEADING}\nfrom readme\n### Sub\nkept\n## Next\nnot this\n"
     (tmp_path / "README.md").write_text(readme, encoding="utf-8")
-    assert read_testing_section(tmp_path).strip() == "from readme"
+    assert read_testing_section(tmp_path).split() == ["from", "readme", "###", "Sub", "kept"]
 
 
 def test_the_testing_section_has_a_conftest_and_a_test() -> None:

@@ -80,8 +80,10 @@ class _Campaign:
         self._limiter = None if rate is None else AsyncLimiter(1, 1 / rate)
         self._on_progress = on_progress
         self._forming = {False: _Batch(False), True: _Batch(True)}
-        # Dispatched batches not yet settled; None until a slot is free for their task.
-        self._unsettled: dict[_Batch, asyncio.Task[None] | None] = {}
+        # Dispatched batches not yet settled (waiting for a slot, or in flight).
+        self._unsettled: dict[_Batch, None] = {}
+        # Send tasks until they have handed their outcome to the queue.
+        self._tasks: set[asyncio.Task[None]] = set()
         self._next_index = 0
         self._counts = dict.fromkeys(BatchState, 0)
         self._rejected = 0
@@ -128,8 +130,8 @@ class _Campaign:
             if batch.rows:
                 self._forming[tr_char] = _Batch(tr_char)
                 await self._dispatch(batch)
-        if tasks := [task for task in self._unsettled.values() if task is not None]:
-            await asyncio.wait(tasks)
+        if self._tasks:
+            await asyncio.wait(self._tasks)
         await self.results.put(_END)
 
     async def _dispatch(self, batch: _Batch) -> None:
@@ -141,7 +143,9 @@ class _Campaign:
             return
         self._unsettled[batch] = None
         await self._slots.acquire()
-        self._unsettled[batch] = asyncio.create_task(self._send(batch))
+        task = asyncio.create_task(self._send(batch))
+        self._tasks.add(task)
+        task.add_done_callback(self._tasks.discard)
 
     # --- sending and settling ------------------------------------------------------
 
@@ -213,7 +217,7 @@ class _Campaign:
         for the rate limiter, or still forming, was certainly not sent: FAILED.
         """
         producer.cancel()
-        pending = [task for task in self._unsettled.values() if task is not None]
+        pending = list(self._tasks)
         for task in pending:
             task.cancel()
         await asyncio.gather(producer, *pending, return_exceptions=True)

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import ipaddress
 import os
-from collections.abc import AsyncIterator, Iterable
+from collections.abc import AsyncGenerator, AsyncIterator, Iterable
 from types import TracebackType
 from typing import Self, TypeVar
 
@@ -14,6 +14,7 @@ from ._bulk import DEFAULT_BATCH_SIZE, DEFAULT_CONCURRENCY, Messages, ProgressHo
 from ._constants import (
     DEFAULT_BASE_URL,
     DEFAULT_CONNECT_TIMEOUT,
+    DEFAULT_MAX_CONNECTIONS,
     DEFAULT_MAX_RETRIES,
     DEFAULT_RETRY_AFTER_MAX,
     DEFAULT_RETRY_BACKOFF,
@@ -32,6 +33,15 @@ from ._errors import (
     TransportError,
 )
 from ._models import BatchOutcome, BulkResult, Message, PackageReport, Submission
+from ._poll import (
+    DEFAULT_EXPIRY_GRACE,
+    DEFAULT_MAX_POLL_INTERVAL,
+    DEFAULT_POLL_INTERVAL,
+    DEFAULT_WAIT_CONCURRENCY,
+    check_wait,
+    run_wait,
+    run_wait_all,
+)
 from ._redact import install_log_redaction, redact, scrub_exception
 from ._retry import RetryPolicy, parse_retry_after
 from ._segments import needs_turkish_shift, segments
@@ -89,7 +99,10 @@ class AsyncVairoClient:
             an SMS twice.
         http_client: An `httpx.AsyncClient` to use; the caller keeps ownership and closes it.
         transport: An httpx transport for the client's own `httpx.AsyncClient` (tests use
-            `vairo_async.testing.FakeVairo().transport()`).
+            `vairo_async.testing.FakeVairo().transport()`). By default the SDK sends
+            through aiohttp (see the README's "HTTP stack").
+        max_connections: Connections the default transport keeps open at most; bulk
+            `concurrency` may not exceed it, so no request waits inside the pool.
 
     Raises:
         ConfigurationError: No API key, an unsafe base URL, or both `http_client` and
@@ -110,6 +123,7 @@ class AsyncVairoClient:
         retry_unknown_outcomes: bool = False,
         http_client: httpx.AsyncClient | None = None,
         transport: httpx.AsyncBaseTransport | None = None,
+        max_connections: int = DEFAULT_MAX_CONNECTIONS,
     ) -> None:
         key = api_key if api_key is not None else os.environ.get(ENV_API_KEY)
         if not key or not key.strip():
@@ -137,9 +151,15 @@ class AsyncVairoClient:
         )
         install_log_redaction()
         self._owns_http = http_client is None
+        self._max_connections: int | None = None
         if http_client is None:
             if timeout is None:
                 timeout = httpx.Timeout(DEFAULT_TIMEOUT, connect=DEFAULT_CONNECT_TIMEOUT)
+            if transport is None:
+                from ._transport import AiohttpTransport
+
+                transport = AiohttpTransport(max_connections=max_connections)
+                self._max_connections = max_connections
             http_client = httpx.AsyncClient(transport=transport, timeout=timeout)
         self._http = http_client
         self._params = {"api_key": key}
@@ -284,6 +304,11 @@ class AsyncVairoClient:
         for name, value in (("batch_size", batch_size), ("concurrency", concurrency)):
             if type(value) is not int or value < 1:
                 problems.append(f"{name}={describe(value)}: must be a positive integer")
+        if self._max_connections is not None and concurrency > self._max_connections:
+            problems.append(
+                f"concurrency={concurrency} exceeds the client's max_connections="
+                f"{self._max_connections}: batches would wait inside the connection pool"
+            )
         if rate is not None and (not isinstance(rate, int | float) or not rate > 0):
             problems.append(f"rate={describe(rate)}: must be a positive number or None")
         if problems:
@@ -359,3 +384,100 @@ class AsyncVairoClient:
             ) from exc
         retry_after = parse_retry_after(response.headers.get("retry-after"))
         return decode(response.status_code, response.content, retry_after, target, self._key)
+
+    async def wait_until_final(
+        self,
+        package_id: int,
+        *,
+        timeout: float | None = None,  # noqa: ASYNC109 - the contract's name; see DESIGN 6
+        poll_interval: float = DEFAULT_POLL_INTERVAL,
+        max_poll_interval: float = DEFAULT_MAX_POLL_INTERVAL,
+        expiry_grace: float | None = DEFAULT_EXPIRY_GRACE,
+    ) -> PackageReport:
+        """Poll a package until it is COMPLETED or FAILED, and return that report.
+
+        The first poll comes after `poll_interval`; intervals grow 1.5 times, with jitter,
+        up to `max_poll_interval`. Transient poll failures do not end the wait.
+
+        Args:
+            package_id: The id `send` returned.
+            timeout: Seconds to wait at most; None waits until the package is final or
+                expired.
+            poll_interval: Seconds before the first poll, and the first interval.
+            max_poll_interval: The longest interval between two polls.
+            expiry_grace: Seconds a package may stay unsettled after its validity ended
+                (`expires_at`) before the wait gives up; None never gives up.
+
+        Returns:
+            The package's first final report; a FAILED one carries its `failure`.
+
+        Raises:
+            WaitTimeoutError: Not final within `timeout`; carries the last report seen.
+            PackageExpiredError: Still not final `expiry_grace` seconds after it expired.
+            APIError: A poll was answered with a non-transient error, e.g. no such
+                package (`AuthenticationError` for a refused key).
+            InvalidRequestError: A bad id or argument; nothing was polled.
+
+        .. versionadded:: 0.1.0
+        """
+        self._check_open()
+        _, settings = check_wait(
+            [package_id],
+            single=True,
+            concurrency=1,
+            timeout=timeout,
+            poll_interval=poll_interval,
+            max_poll_interval=max_poll_interval,
+            expiry_grace=expiry_grace,
+        )
+        return await run_wait(self.get_report, package_id, settings)
+
+    def wait_all(
+        self,
+        package_ids: Iterable[int],
+        *,
+        timeout: float | None = None,
+        concurrency: int = DEFAULT_WAIT_CONCURRENCY,
+        poll_interval: float = DEFAULT_POLL_INTERVAL,
+        max_poll_interval: float = DEFAULT_MAX_POLL_INTERVAL,
+        expiry_grace: float | None = DEFAULT_EXPIRY_GRACE,
+    ) -> AsyncGenerator[PackageReport, None]:
+        """Wait for many packages at once, yielding each final report as soon as it is final.
+
+        Packages that cannot be waited for are raised together after the others were
+        yielded. Close the iterator (`contextlib.aclosing`) or cancel its task to stop
+        every poll at once.
+
+        Args:
+            package_ids: The ids to wait for; a repeated id is waited for and yielded once.
+            timeout: Seconds the whole wait may last; None for no limit.
+            concurrency: Report requests in flight, at most.
+            poll_interval: As for `wait_until_final`.
+            max_poll_interval: As for `wait_until_final`.
+            expiry_grace: As for `wait_until_final`.
+
+        Returns:
+            An async iterator of final reports, in the order the packages became final.
+
+        Raises:
+            WaitAllError: After every other package was yielded: an `ExceptionGroup` of
+                the failed packages' errors (`WaitTimeoutError`, `PackageExpiredError`,
+                `APIError`), with `errors` mapping each package id to its error.
+            AuthenticationError: The key was refused; raised at once, as it concerns
+                every package.
+            InvalidRequestError: A bad id or argument, raised by the call itself; nothing
+                was polled.
+
+        .. versionadded:: 0.1.0
+        """
+        self._check_open()
+        ids, settings = check_wait(
+            package_ids,
+            single=False,
+            concurrency=concurrency,
+            timeout=timeout,
+            poll_interval=poll_interval,
+            max_poll_interval=max_poll_interval,
+            expiry_grace=expiry_grace,
+        )
+        return run_wait_all(self.get_report, ids, settings, concurrency)

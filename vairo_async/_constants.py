@@ -7,6 +7,7 @@ from zoneinfo import ZoneInfo
 __all__ = [
     "DEFAULT_BASE_URL",
     "DEFAULT_CONNECT_TIMEOUT",
+    "DEFAULT_MAX_CONNECTIONS",
     "DEFAULT_MAX_RETRIES",
     "DEFAULT_RETRY_AFTER_MAX",
     "DEFAULT_RETRY_BACKOFF",
@@ -35,6 +36,9 @@ ENV_BASE_URL = "VAIRO_BASE_URL"
 DEFAULT_TIMEOUT = 30.0
 #: Seconds to establish a connection; short, because a failed connect is safe to retry.
 DEFAULT_CONNECT_TIMEOUT = 10.0
+
+#: Connections the default transport keeps open; 64 single sends in flight never queue.
+DEFAULT_MAX_CONNECTIONS = 100
 
 DEFAULT_MAX_RETRIES = 3
 #: First backoff in seconds; it doubles each retry, plus up to as much again of jitter.

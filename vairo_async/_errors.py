@@ -11,12 +11,16 @@ VairoError
 ├── TransportError            no usable answer: connect failure, timeout, dropped connection
 ├── UnexpectedResponseError   an answer that is not what the API documents
 ├── OutcomeUnknownError       a send may or may not have been acted on: not retried
-└── WaitTimeoutError          a package was not final in time (also a TimeoutError)
+├── WaitTimeoutError          a package was not final in time (also a TimeoutError)
+│   └── PackageExpiredError   ... and never will be: still not final long after it expired
+└── WaitAllError              packages a wait_all could not wait for (also an ExceptionGroup)
 """
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING
+from collections.abc import Mapping
+from datetime import datetime
+from typing import TYPE_CHECKING, Self
 
 if TYPE_CHECKING:
     from ._models import PackageReport
@@ -28,11 +32,13 @@ __all__ = [
     "ConfigurationError",
     "InvalidRequestError",
     "OutcomeUnknownError",
+    "PackageExpiredError",
     "RateLimitError",
     "ServerError",
     "TransportError",
     "UnexpectedResponseError",
     "VairoError",
+    "WaitAllError",
     "WaitTimeoutError",
     "api_error_class",
 ]
@@ -158,6 +164,57 @@ class WaitTimeoutError(VairoError, TimeoutError):
         self.last_report = last_report
         status = "no report" if last_report is None else f"last status {last_report.status.name}"
         super().__init__(f"package {package_id} not final after {timeout:g}s ({status})")
+
+
+class PackageExpiredError(WaitTimeoutError):
+    """A package still was not final long after its validity ended, so the wait gave up.
+
+    The service should have settled it by then; ask VairoSMS about it rather than waiting.
+
+    Attributes:
+        package_id: The package waited on.
+        last_report: The report that showed it still unsettled.
+        expired_at: When its validity ended (`expires_at`, or later for a scheduled package).
+        grace: Seconds past `expired_at` the wait allowed before giving up.
+    """
+
+    last_report: PackageReport
+
+    def __init__(
+        self, package_id: int, last_report: PackageReport, expired_at: datetime, grace: float
+    ) -> None:
+        self.package_id = package_id
+        self.last_report = last_report
+        self.expired_at = expired_at
+        self.grace = grace
+        VairoError.__init__(
+            self,
+            f"package {package_id} still {last_report.status.name} more than {grace:g}s "
+            f"after its validity ended at {expired_at.isoformat()}",
+        )
+
+
+class WaitAllError(ExceptionGroup[VairoError], VairoError):
+    """Some packages of a `wait_all` could not be waited for; the others were yielded.
+
+    It is an `ExceptionGroup`, so `except* WaitTimeoutError` and friends work on it.
+
+    Attributes:
+        errors: Each such package's id and its error, in the order they failed.
+    """
+
+    errors: Mapping[int, VairoError]
+
+    def __new__(cls, errors: Mapping[int, VairoError]) -> Self:
+        ids = ", ".join(str(package_id) for package_id in list(errors)[:10])
+        more = ", ..." if len(errors) > 10 else ""
+        message = f"{len(errors)} package(s) could not be waited for: {ids}{more}"
+        self = super().__new__(cls, message, list(errors.values()))
+        self.errors = dict(errors)
+        return self
+
+    def __init__(self, errors: Mapping[int, VairoError]) -> None:
+        super().__init__(self.message, list(errors.values()))
 
 
 _STATUS_CLASSES: dict[int, type[APIError]] = {

@@ -36,13 +36,15 @@ class _RedactingFilter(logging.Filter):
 
 
 _FILTER = _RedactingFilter()
-# httpx logs "HTTP Request: POST <full url> ..." on this logger; httpcore logs no URLs.
-_URL_LOGGERS = ("httpx",)
 
 
-def install_log_redaction() -> None:
-    """Attach the redacting filter to the loggers that print request URLs (idempotent)."""
-    for name in _URL_LOGGERS:
+def install_log_redaction(*names: str) -> None:
+    """Attach the redacting filter to loggers that print request URLs (idempotent).
+
+    By default the `httpx` logger, which logs "HTTP Request: POST <full url>" at INFO;
+    httpcore and aiohttp log no URLs.
+    """
+    for name in names or ("httpx",):
         logger = logging.getLogger(name)
         if _FILTER not in logger.filters:
             logger.addFilter(_FILTER)

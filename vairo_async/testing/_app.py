@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import collections
 import secrets
 import time
 import types
@@ -106,6 +107,8 @@ class FakeVairo:
     _faults: FaultPlan = attrs.field(init=False, factory=FaultPlan, repr=False)
     _issued: int = attrs.field(init=False, default=0, repr=False)
     _next_log_id: int = attrs.field(init=False, default=1, repr=False)
+    _active: collections.Counter[str] = attrs.field(init=False, factory=collections.Counter)
+    _peak: collections.Counter[str] = attrs.field(init=False, factory=collections.Counter)
 
     def __attrs_post_init__(self) -> None:
         self._faults.set_random(self._random_faults)
@@ -131,6 +134,10 @@ class FakeVairo:
         """Messages accepted for the 10-digit number `dest`, oldest first."""
         return self._ledger.sent_to(dest)
 
+    def peak_concurrency(self, endpoint: str = "send") -> int:
+        """Most requests to `endpoint` ("send" or "report") that were in progress at once."""
+        return self._peak[endpoint]
+
     def duplicates(self) -> dict[tuple[str, str], int]:
         """`(dest, text)` pairs accepted more than once; `{}` means no SMS was sent twice."""
         return self._ledger.duplicates()
@@ -150,9 +157,10 @@ class FakeVairo:
             package.finish()
 
     def reset(self) -> None:
-        """Forget packages, messages, requests and faults; ids continue where they were."""
+        """Forget packages, messages, requests, faults and peaks; ids continue where they were."""
         self._ledger.clear()
         self._faults.clear()
+        self._peak.clear()
 
     # -- faults --------------------------------------------------------------------------------
 
@@ -222,6 +230,22 @@ class FakeVairo:
             self._record("other", Outcome.NOT_FOUND, 404)
             await _respond(send, r.error(404, t.UNKNOWN_PATH))
             return
+        self._active[endpoint] += 1
+        self._peak[endpoint] = max(self._peak[endpoint], self._active[endpoint])
+        try:
+            await self._endpoint(scope, receive, send, endpoint, package_ref, body)
+        finally:
+            self._active[endpoint] -= 1
+
+    async def _endpoint(
+        self,
+        scope: Scope,
+        receive: Receive,
+        send: Send,
+        endpoint: Endpoint,
+        package_ref: str,
+        body: bytes,
+    ) -> None:
         expected = "POST" if endpoint == "send" else "GET"
         if scope["method"] != expected:
             self._record(endpoint, Outcome.METHOD_NOT_ALLOWED, 405)

@@ -11,6 +11,7 @@ from collections.abc import AsyncIterator, Iterator
 from types import ModuleType
 from typing import TYPE_CHECKING, Any
 
+from .._redact import install_log_redaction
 from ._faults import DropConnection
 
 if TYPE_CHECKING:
@@ -95,6 +96,8 @@ def silence_drops() -> None:
     logger = logging.getLogger("uvicorn.error")
     if _DROP_FILTER not in logger.filters:
         logger.addFilter(_DROP_FILTER)
+    # The access log is off, but a host's logging set-up may turn it on: keep keys out.
+    install_log_redaction("uvicorn.access")
 
 
 def make_config(app: FakeVairo, **options: Any) -> Any:

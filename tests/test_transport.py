@@ -1,0 +1,165 @@
+"""The default aiohttp transport: answers, and every failure mapped to what is known."""
+
+from __future__ import annotations
+
+import asyncio
+import gzip
+import socket
+from collections.abc import AsyncIterator, Awaitable, Callable
+
+import httpx
+import pytest
+
+from vairo_async._transport import AiohttpTransport
+
+Handler = Callable[[asyncio.StreamReader, asyncio.StreamWriter], Awaitable[None]]
+
+
+async def read_request(reader: asyncio.StreamReader) -> bytes:
+    head = await reader.readuntil(b"\r\n\r\n")
+    length = 0
+    for line in head.split(b"\r\n"):
+        if line.lower().startswith(b"content-length:"):
+            length = int(line.split(b":")[1])
+    return head + await reader.readexactly(length)
+
+
+async def answer_ok(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+    while True:
+        try:
+            request = await read_request(reader)
+        except asyncio.IncompleteReadError:
+            break
+        body = gzip.compress(b'{"durum": true, "aciklama": 1}')
+        echo = request.split(b"\r\n")[0]
+        writer.write(
+            b"HTTP/1.1 200 OK\r\nContent-Type: application/json\r\nContent-Encoding: gzip\r\n"
+            + b"X-Request: "
+            + echo
+            + f"\r\nContent-Length: {len(body)}\r\n\r\n".encode()
+            + body
+        )
+        await writer.drain()
+
+
+async def close_at_once(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+    await read_request(reader)
+    writer.close()
+
+
+async def close_mid_body(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+    await read_request(reader)
+    writer.write(b'HTTP/1.1 200 OK\r\nContent-Length: 100\r\n\r\n{"durum"')
+    await writer.drain()
+    writer.close()
+
+
+async def never_answer(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+    await read_request(reader)
+    await asyncio.Event().wait()
+
+
+async def garbage(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+    await read_request(reader)
+    writer.write(b"NOT HTTP AT ALL\r\n\r\n")
+    await writer.drain()
+    writer.close()
+
+
+@pytest.fixture
+async def serve() -> AsyncIterator[Callable[[Handler], Awaitable[str]]]:
+    servers: list[asyncio.Server] = []
+    writers: list[asyncio.StreamWriter] = []
+
+    async def start(handler: Handler) -> str:
+        async def tracked(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+            writers.append(writer)
+            await handler(reader, writer)
+
+        server = await asyncio.start_server(tracked, "127.0.0.1", 0)
+        servers.append(server)
+        return f"http://127.0.0.1:{server.sockets[0].getsockname()[1]}/x"
+
+    yield start
+    for writer in writers:
+        writer.close()
+    for server in servers:
+        server.close()
+        await server.wait_closed()
+
+
+def closed_port_url() -> str:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return f"http://127.0.0.1:{sock.getsockname()[1]}/x"
+
+
+async def test_answers_come_back_whole(serve: Callable[[Handler], Awaitable[str]]) -> None:
+    url = await serve(answer_ok)
+    async with httpx.AsyncClient(transport=AiohttpTransport()) as http:
+        posted = await http.post(url, params={"a": "1"}, content=b'{"x": 1}')
+        got = await http.get(url)
+    assert posted.status_code == 200
+    assert posted.json() == {"durum": True, "aciklama": 1}  # gzip decoded once, by httpx
+    assert posted.headers["x-request"] == "POST /x?a=1 HTTP/1.1"
+    assert got.headers["x-request"] == "GET /x HTTP/1.1"
+    assert posted.http_version == "HTTP/1.1"
+    assert posted.reason_phrase == "OK"
+
+
+@pytest.mark.parametrize(
+    ("handler", "expected"),
+    [
+        (close_at_once, httpx.RemoteProtocolError),
+        (close_mid_body, httpx.ReadError),
+        (garbage, httpx.RemoteProtocolError),
+    ],
+)
+async def test_failures_after_sending_are_not_connect_errors(
+    serve: Callable[[Handler], Awaitable[str]],
+    handler: Handler,
+    expected: type[httpx.TransportError],
+) -> None:
+    url = await serve(handler)
+    async with httpx.AsyncClient(transport=AiohttpTransport()) as http:
+        with pytest.raises(httpx.TransportError) as info:
+            await http.post(url, content=b"{}")
+    assert type(info.value) is expected
+    assert not isinstance(info.value, httpx.ConnectError | httpx.ConnectTimeout)
+
+
+async def test_read_timeout(serve: Callable[[Handler], Awaitable[str]]) -> None:
+    url = await serve(never_answer)
+    timeout = httpx.Timeout(5.0, read=0.05)
+    async with httpx.AsyncClient(transport=AiohttpTransport(), timeout=timeout) as http:
+        with pytest.raises(httpx.ReadTimeout):
+            await http.post(url, content=b"{}")
+
+
+async def test_refused_connection_is_a_connect_error() -> None:
+    async with httpx.AsyncClient(transport=AiohttpTransport()) as http:
+        with pytest.raises(httpx.ConnectError):
+            await http.post(closed_port_url(), content=b"{}")
+
+
+async def test_waiting_for_a_pooled_connection_times_out_as_a_connect_timeout(
+    serve: Callable[[Handler], Awaitable[str]],
+) -> None:
+    arrived = asyncio.Event()
+
+    async def hold(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        await read_request(reader)
+        arrived.set()
+        await asyncio.Event().wait()
+
+    url = await serve(hold)
+    timeout = httpx.Timeout(5.0, read=5.0, pool=0.05, connect=0.05)
+    transport = AiohttpTransport(max_connections=1)
+    async with httpx.AsyncClient(transport=transport, timeout=timeout) as http:
+        first = asyncio.create_task(http.post(url, content=b"{}"))
+        await arrived.wait()  # the first request holds the only connection
+        with pytest.raises(httpx.ConnectTimeout):
+            await http.post(url, content=b"{}")
+        first.cancel()
+        with pytest.raises(asyncio.CancelledError):
+            await first
