@@ -157,6 +157,7 @@ async def test_get_report_rejects_bad_ids(
         (lambda c: c.send("hi", to="123"), ["'123'", "not a Turkish mobile number"]),
         (lambda c: c.send("", to="5399999999"), ["empty text"]),
         (lambda c: c.send("   ", to="5399999999"), ["empty text"]),
+        (lambda c: c.send("yarım \ud83d", to="5399999999"), ["lone surrogate"]),
         (lambda c: c.send("hi", to=[]), ["no recipients"]),
         (lambda c: c.send_messages([]), ["no recipients"]),
         (lambda c: c.send("hi", to="5399999999", sender=""), ["sender", "empty sender"]),

@@ -16,6 +16,7 @@ from vairo_async._segments import (
     Encoding,
     Segments,
     needs_turkish_shift,
+    segment_count,
     segments,
     transliterate_turkish,
 )
@@ -397,3 +398,15 @@ def test_appending_never_decreases_segments(text: str, char: str, tr_char: bool 
     assert ORDER[after.encoding] >= ORDER[before.encoding]
     if after.encoding is before.encoding:
         assert after.units > before.units
+
+
+@given(st.text(max_size=400), st.booleans())
+def test_segment_count_agrees_with_segments(text: str, tr_char: bool) -> None:
+    assert segment_count(text, tr_char) == segments(text, tr_char=tr_char).count
+
+
+@pytest.mark.parametrize("length", [0, 1, 149, 150, 155, 156, 160, 161, 298, 299, 306, 307])
+@pytest.mark.parametrize("tr_char", [True, False])
+def test_segment_count_on_plain_ascii(length: int, tr_char: bool) -> None:
+    text = "a" * length
+    assert segment_count(text, tr_char) == segments(text, tr_char=tr_char).count

@@ -243,3 +243,32 @@ def test_make_converter_returns_independent_instances() -> None:
     other = make_converter()
     assert other is not converter
     assert other.structure("52", int) == 52
+
+
+@pytest.mark.parametrize("codec", ["orjson", "json"])
+def test_both_json_codecs_put_the_same_bytes_on_the_wire(
+    codec: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from vairo_async import _wire
+
+    messages = [
+        Message(to="5399999999", text='Şifre "1234" \\ 😀'),
+        Message(to="5554444444", text="x"),
+    ]
+    expected = json.dumps(
+        {
+            "baslik": "BAŞLIK",
+            "mesajlar": [{"dest": m.to, "msg": m.text} for m in messages],
+            "tr_char": True,
+        },
+        ensure_ascii=False,
+        separators=(",", ":"),
+    ).encode()
+    if codec == "json":
+        monkeypatch.setattr(_wire, "orjson", None)
+    else:
+        assert _wire.orjson is not None
+    assert encode_send("BAŞLIK", messages, tr_char=True) == expected
+    assert decode(200, b'{"durum": true, "aciklama": "52"}', None, int, KEY) == 52
+    with pytest.raises(UnexpectedResponseError):
+        decode(200, b"<html>", None, int, KEY)

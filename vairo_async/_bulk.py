@@ -19,7 +19,7 @@ from aiolimiter import AsyncLimiter
 
 from ._errors import InvalidRequestError, OutcomeUnknownError, TransportError, VairoError
 from ._models import BatchOutcome, BatchState, BulkProgress, Message, Rejection
-from ._segments import needs_turkish_shift, segments
+from ._segments import needs_turkish_shift, segment_count
 from ._validate import check_message
 
 if TYPE_CHECKING:
@@ -104,9 +104,10 @@ class _Campaign:
             batch = self._forming[_tr_group(row)]
             batch.rejected.append(Rejection(row, str(exc)))
         else:
-            batch = self._forming[needs_turkish_shift(message.text)]
+            tr_char = needs_turkish_shift(message.text)
+            batch = self._forming[tr_char]
             batch.messages.append(message)
-            batch.credits += segments(message.text, tr_char=batch.tr_char).count
+            batch.credits += segment_count(message.text, tr_char)
         if batch.rows < self._batch_size:
             return None
         self._forming[batch.tr_char] = _Batch(batch.tr_char)

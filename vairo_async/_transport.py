@@ -10,6 +10,9 @@ that says what is known: only a failure to connect says the request never left.
 
 from __future__ import annotations
 
+import functools
+import ssl
+
 import aiohttp
 import httpx
 
@@ -44,6 +47,12 @@ def _httpx_error(exc: BaseException, request: httpx.Request) -> httpx.TransportE
     raise AssertionError("unreachable: ClientError is the last entry")  # pragma: no cover
 
 
+@functools.cache
+def _verified_context() -> ssl.SSLContext:
+    """Verifying TLS with certifi's roots, as httpx does; built once (it loads ~150 roots)."""
+    return httpx.create_ssl_context()
+
+
 class AiohttpTransport(httpx.AsyncBaseTransport):
     """Send httpx requests through one aiohttp session; the response body is read whole.
 
@@ -68,11 +77,13 @@ class AiohttpTransport(httpx.AsyncBaseTransport):
             limit=self.max_connections,
             limit_per_host=0,
             keepalive_timeout=self._keepalive_expiry,
-            ssl=httpx.create_ssl_context(),  # verified, with certifi's roots, as httpx does
+            ssl=_verified_context(),
         )
         # httpx decodes the body itself, from the Content-Encoding header it is handed.
+        # trust_env would read ~/.netrc in a worker thread on every request; proxies from
+        # the environment are looked up once per origin instead (see `_proxy`).
         self._session = aiohttp.ClientSession(
-            connector=connector, trust_env=True, auto_decompress=False
+            connector=connector, trust_env=False, auto_decompress=False
         )
         return self._session
 

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import re
+
 from ._constants import MAX_ALPHANUMERIC_SENDER, MAX_NUMERIC_SENDER
 from ._models import Message
 from ._phone import normalize_number
@@ -9,6 +11,8 @@ from ._phone import normalize_number
 __all__ = ["check_message", "check_sender", "describe"]
 
 _MAX_SHOWN = 40
+# Half of a UTF-16 surrogate pair on its own: not a character, and not encodable as UTF-8.
+_UNSENDABLE = re.compile("[\ud800-\udfff]")
 
 
 def describe(value: object) -> str:
@@ -52,8 +56,10 @@ def check_message(message: object) -> Message:
     text = message.text
     if not isinstance(text, str):
         reasons.append(f"text must be a string, not {type(text).__name__}")
-    elif not text.strip():
+    elif not text or text.isspace():
         reasons.append(f"text={describe(text)}: empty text")
+    elif not text.isascii() and _UNSENDABLE.search(text):
+        reasons.append(f"text={describe(text)}: holds a lone surrogate, which no SMS can carry")
     if reasons:
         raise ValueError("; ".join(reasons))
     return message if to == message.to else Message(to=to, text=text)

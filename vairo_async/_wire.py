@@ -6,6 +6,7 @@ import json
 import re
 from collections.abc import Callable, Mapping
 from datetime import datetime, timedelta
+from types import ModuleType
 from typing import Any, TypeVar
 
 import attrs
@@ -17,7 +18,36 @@ from ._errors import APIError, UnexpectedResponseError, api_error_class
 from ._models import FailureLog, Message, PackageReport, PackageStatus
 from ._redact import redact
 
-__all__ = ["SendRequest", "converter", "decode", "encode_send", "make_converter"]
+__all__ = [
+    "SendRequest",
+    "converter",
+    "decode",
+    "dumps",
+    "encode_send",
+    "loads",
+    "make_converter",
+]
+
+orjson: ModuleType | None
+try:
+    import orjson
+except ImportError:  # a --no-deps install, or a platform without orjson wheels
+    orjson = None
+
+
+def dumps(payload: Any) -> bytes:
+    """Compact UTF-8 JSON: orjson's, some twenty times faster than the json module's."""
+    if orjson is not None:
+        return orjson.dumps(payload)  # type: ignore[no-any-return]
+    return json.dumps(payload, ensure_ascii=False, separators=(",", ":")).encode()
+
+
+def loads(content: bytes) -> Any:
+    """Parse JSON; raises ValueError for anything that is not JSON."""
+    if orjson is not None:
+        return orjson.loads(content)
+    return json.loads(content)
+
 
 T = TypeVar("T")
 
@@ -172,7 +202,7 @@ converter = make_converter()
 def encode_send(sender: str, messages: list[Message], tr_char: bool) -> bytes:
     """The SmsGonder request body as UTF-8 JSON."""
     payload = converter.unstructure(SendRequest(baslik=sender, mesajlar=messages, tr_char=tr_char))
-    return json.dumps(payload, ensure_ascii=False, separators=(",", ":")).encode()
+    return dumps(payload)
 
 
 _NOT_JSON = object()
@@ -180,7 +210,7 @@ _NOT_JSON = object()
 
 def _loads(content: bytes) -> Any:
     try:
-        return json.loads(content)
+        return loads(content)
     except ValueError:
         return _NOT_JSON
 
