@@ -188,7 +188,10 @@ def main() -> None:
     parser.add_argument(
         "--rtt", type=float, default=0.05, help="emulator answer latency, virtual s (0.05)"
     )
+    parser.add_argument("--quick", action="store_true", help="100 packages")
     args = parser.parse_args()
+    if args.quick:
+        args.packages = 100
 
     rng = random.Random(SEED)
     completion = [SPREAD * (i + 1) / args.packages for i in range(args.packages)]
