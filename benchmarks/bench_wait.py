@@ -27,22 +27,19 @@ from __future__ import annotations
 import argparse
 import asyncio
 import random
-import selectors
 import statistics
 import sys
 import time
-from collections.abc import Awaitable, Callable, Coroutine
+from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, TypeVar
+from typing import Any
 
 # Run from a checkout without installing: the package next to this directory comes first.
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from vairo_async import AsyncVairoClient, PackageReport
-from vairo_async.testing import FakeVairo
-
-T = TypeVar("T")
+from vairo_async.testing import FakeVairo, run_virtual
 
 SEED = 6
 SPREAD = 60.0
@@ -50,43 +47,6 @@ API_KEY = "bench-key"
 
 
 # -- a virtual clock --------------------------------------------------------------------------
-
-
-class _JumpingSelector(selectors.DefaultSelector):
-    """A selector whose `select(timeout)` moves the virtual clock on instead of blocking."""
-
-    def __init__(self, loop: VirtualTimeLoop) -> None:
-        super().__init__()
-        self._loop = loop
-
-    def select(self, timeout: float | None = None) -> list[tuple[selectors.SelectorKey, int]]:
-        ready = super().select(0)
-        if ready or timeout == 0:
-            return ready
-        if timeout is None:
-            return super().select(None)
-        self._loop.now += timeout
-        return []
-
-
-class VirtualTimeLoop(asyncio.SelectorEventLoop):
-    """A selector event loop whose `time()` is virtual, starting at 0."""
-
-    def __init__(self) -> None:
-        self.now = 0.0
-        super().__init__(_JumpingSelector(self))
-
-    def time(self) -> float:
-        return self.now
-
-
-def run_virtual(main: Coroutine[Any, Any, T]) -> T:
-    loop = VirtualTimeLoop()
-    try:
-        return loop.run_until_complete(main)
-    finally:
-        loop.run_until_complete(loop.shutdown_asyncgens())
-        loop.close()
 
 
 # -- one run ----------------------------------------------------------------------------------

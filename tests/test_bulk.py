@@ -368,3 +368,11 @@ async def test_credits_are_estimated_without_a_second_pass(
     failed = next(o for o in result.outcomes if o.state is BatchState.FAILED)
     assert result.estimated_credits == 12 - failed.estimated_credits
     assert seen[-1].estimated_credits == result.estimated_credits
+
+
+async def test_concurrency_beyond_the_pool_is_refused() -> None:
+    async with AsyncVairoClient(API_KEY, sender="ACME", max_connections=4) as client:
+        with pytest.raises(InvalidRequestError, match="max_connections=4"):
+            client.iter_bulk([], concurrency=5)
+        with pytest.raises(InvalidRequestError, match="concurrency='x'"):
+            client.iter_bulk([], concurrency="x")  # type: ignore[arg-type]

@@ -2,7 +2,7 @@
 
 Most tests run on the real event loop with poll intervals of a few milliseconds; the ones
 about the default schedule, Retry-After and concurrency run on a virtual clock
-(`tests/virtual_time.py`), where minutes of intervals pass at once and times are exact.
+(`vairo_async.testing.run_virtual`), where minutes of intervals pass at once and times are exact.
 """
 
 from __future__ import annotations
@@ -21,7 +21,6 @@ import httpx
 import pytest
 
 from tests.conftest import API_KEY
-from tests.virtual_time import run_virtual
 from vairo_async import (
     APIError,
     AsyncVairoClient,
@@ -36,7 +35,7 @@ from vairo_async import (
 )
 from vairo_async._constants import ISTANBUL
 from vairo_async._poll import POLL_BACKOFF, POLL_JITTER, expiry_of, poll_delays
-from vairo_async.testing import FakeVairo, Fault
+from vairo_async.testing import FakeVairo, Fault, run_virtual
 
 # Polls a few milliseconds apart: the real-clock tests take milliseconds, not minutes.
 FAST: dict[str, Any] = {"poll_interval": 0.001, "max_poll_interval": 0.004}

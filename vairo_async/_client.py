@@ -189,6 +189,14 @@ class AsyncVairoClient:
         if self._owns_http:
             await self._http.aclose()
 
+    def _checked_sender(self, sender: str | None, problems: list[str]) -> str | None:
+        """The call's sender, else the client's; a problem is appended if it is unusable."""
+        try:
+            return check_sender(self._sender if sender is None else sender)
+        except ValueError as exc:
+            problems.append(f"sender: {exc}")
+            return None
+
     def _check_open(self) -> None:
         if self._closed:
             raise ClientClosedError("this AsyncVairoClient is closed; create a new one")
@@ -238,11 +246,8 @@ class AsyncVairoClient:
         """
         self._check_open()
         batch = list(messages)
-        problems = []
-        try:
-            sender = check_sender(self._sender if sender is None else sender)
-        except ValueError as exc:
-            problems.append(f"sender: {exc}")
+        problems: list[str] = []
+        sender = self._checked_sender(sender, problems)
         if not batch:
             problems.append("no recipients: the message list is empty")
         if tr_char is not None and type(tr_char) is not bool:
@@ -296,18 +301,16 @@ class AsyncVairoClient:
                 were sent and yielded).
         """
         self._check_open()
-        problems = []
-        try:
-            sender = check_sender(self._sender if sender is None else sender)
-        except ValueError as exc:
-            problems.append(f"sender: {exc}")
+        problems: list[str] = []
+        sender = self._checked_sender(sender, problems)
         for name, value in (("batch_size", batch_size), ("concurrency", concurrency)):
             if type(value) is not int or value < 1:
                 problems.append(f"{name}={describe(value)}: must be a positive integer")
-        if self._max_connections is not None and concurrency > self._max_connections:
+        limit = self._max_connections
+        if limit is not None and type(concurrency) is int and concurrency > limit:
             problems.append(
-                f"concurrency={concurrency} exceeds the client's max_connections="
-                f"{self._max_connections}: batches would wait inside the connection pool"
+                f"concurrency={concurrency} exceeds the client's max_connections={limit}: "
+                "batches would wait inside the connection pool"
             )
         if rate is not None and (not isinstance(rate, int | float) or not rate > 0):
             problems.append(f"rate={describe(rate)}: must be a positive number or None")

@@ -2,7 +2,8 @@
 
 Run `FakeVairo` in-process with `fake.transport()`, or on a loopback port with
 `async with fake.serve() as base_url:` or `python -m vairo_async.testing`. `set_testing(True)`
-makes the client's retries wait zero seconds.
+makes the client's retries wait zero seconds; `run_virtual` runs a coroutine on an event loop
+whose clock jumps over idle waits.
 """
 
 from .._retry import set_testing
@@ -10,6 +11,7 @@ from ._app import DEFAULT_API_KEY, DEFAULT_PREFIX, FakeVairo
 from ._faults import Fault, FaultKind, RandomFaults
 from ._state import Outcome, Package, RequestRecord, SentMessage
 from ._transport import FakeTransport
+from ._virtual_time import VirtualTimeLoop, run_virtual
 
 __all__ = [
     "DEFAULT_API_KEY",
@@ -23,5 +25,7 @@ __all__ = [
     "RandomFaults",
     "RequestRecord",
     "SentMessage",
+    "VirtualTimeLoop",
+    "run_virtual",
     "set_testing",
 ]

@@ -1,4 +1,4 @@
-"""An event loop on a virtual clock, so tests can wait through minutes of poll intervals at once.
+"""An event loop on a virtual clock, so a test can wait through minutes of poll intervals at once.
 
 Whenever no callback is ready and no file descriptor has anything to read, the loop's clock
 jumps straight to the next timer instead of sleeping. `asyncio.sleep`, `asyncio.timeout` and
@@ -12,6 +12,8 @@ import asyncio
 import selectors
 from collections.abc import Coroutine
 from typing import Any, TypeVar
+
+__all__ = ["VirtualTimeLoop", "run_virtual"]
 
 T = TypeVar("T")
 
@@ -34,7 +36,10 @@ class _JumpingSelector(selectors.DefaultSelector):
 
 
 class VirtualTimeLoop(asyncio.SelectorEventLoop):
-    """A selector event loop whose `time()` is virtual, starting at 0."""
+    """A selector event loop whose `time()` is virtual, starting at 0.
+
+    .. versionadded:: 0.1.0
+    """
 
     def __init__(self) -> None:
         self.now = 0.0
@@ -45,7 +50,10 @@ class VirtualTimeLoop(asyncio.SelectorEventLoop):
 
 
 def run_virtual(main: Coroutine[Any, Any, T]) -> T:
-    """Run `main` to completion on a fresh `VirtualTimeLoop`, then close the loop."""
+    """Run `main` to completion on a fresh `VirtualTimeLoop`, then close the loop.
+
+    .. versionadded:: 0.1.0
+    """
     loop = VirtualTimeLoop()
     try:
         return loop.run_until_complete(main)
