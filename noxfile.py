@@ -36,9 +36,10 @@ def lint(session: nox.Session) -> None:
 
 @nox.session
 def typecheck(session: nox.Session) -> None:
-    """mypy --strict on the package."""
-    session.install("-e", ".[lint]")
+    """mypy --strict on the package, and on the public API as a user types it."""
+    session.install("-e", ".[lint,testing]")
     session.run("mypy", "--strict", "vairo_async")
+    session.run("mypy", "--strict", "tests/typing/api.py")
 
 
 @nox.session

@@ -1,0 +1,62 @@
+"""The public API as a user types it; checked by mypy (`nox -s typecheck`), never run."""
+
+from __future__ import annotations
+
+import httpx
+
+from vairo_async import (
+    AsyncVairoClient,
+    BatchOutcome,
+    BatchState,
+    BulkProgress,
+    BulkResult,
+    Encoding,
+    Message,
+    OutcomeUnknownError,
+    PackageReport,
+    PackageStatus,
+    Segments,
+    Submission,
+    segments,
+    transliterate_turkish,
+)
+from vairo_async.testing import FakeVairo, Fault
+
+
+async def everything() -> None:
+    fake = FakeVairo()
+    fake.inject(Fault.server_error(503), times=2)
+    async with AsyncVairoClient(
+        "key", sender="ACME", base_url=fake.base_url, transport=fake.transport()
+    ) as vairo:
+        sub: Submission = await vairo.send("Kodunuz 1234", to="0539 999 99 99")
+        sub = await vairo.send("Merhaba", to=["5399999999", "5554444444"], tr_char=None)
+        sub = await vairo.send_messages([Message(to="5399999999", text="Merhaba Ali")])
+        package_id: int = sub.package_id
+        credits: int = sub.estimated_credits
+
+        report: PackageReport = await vairo.get_report(package_id)
+        final: bool = report.status.is_final
+        failed = report.status is PackageStatus.FAILED
+
+        def progress(p: BulkProgress) -> None:
+            print(p.total, p.sent, p.estimated_credits)
+
+        async for outcome in vairo.iter_bulk([Message(to="5399999999", text="x")], rate=5.0):
+            batch: BatchOutcome = outcome
+            if batch.state is BatchState.UNKNOWN:
+                assert isinstance(batch.error, OutcomeUnknownError)
+        result: BulkResult = await vairo.send_bulk([], on_progress=progress, concurrency=2)
+        ids: list[int] = result.package_ids
+
+        report = await vairo.wait_until_final(package_id, timeout=60.0)
+        async for done in vairo.wait_all(ids, concurrency=5):
+            print(done.package_id, done.failure)
+
+    async with httpx.AsyncClient() as http:
+        AsyncVairoClient("key", http_client=http, retry_unknown_outcomes=False)
+
+    cost: Segments = segments("Şifre", tr_char=None)
+    encoding: Encoding = cost.encoding
+    plain: str = transliterate_turkish("Şifre")
+    print(credits, final, failed, encoding, plain)
