@@ -12,15 +12,18 @@ from ._app import DEFAULT_API_KEY, DEFAULT_PREFIX, FakeVairo
 from ._faults import Fault, RandomFaults
 from ._server import MISSING_UVICORN, base_url, bind, import_uvicorn, make_config, silence_drops
 
-__all__ = ["build_parser", "fault_rates", "main"]
+__all__ = ["PROG", "build_parser", "fault_rates", "main"]
 
 _FAULT_NAMES = ("rate_limit", "500", "502", "503", "504", "html", "drop_before", "drop_after")
 
 
-def build_parser() -> argparse.ArgumentParser:
-    """The command's arguments."""
+PROG = "python -m vairo_async.testing"
+
+
+def build_parser(prog: str = PROG) -> argparse.ArgumentParser:
+    """The command's arguments; `prog` names the command in usage and error lines."""
     parser = argparse.ArgumentParser(
-        prog="python -m vairo_async.testing",
+        prog=prog,
         description="Serve an in-memory VairoSMS emulator on a loopback port until Ctrl-C.",
     )
     parser.add_argument(
@@ -102,9 +105,9 @@ def fault_rates(specs: Sequence[str], *, retry_after: float) -> dict[Fault, floa
     return rates
 
 
-def main(argv: Sequence[str] | None = None) -> int:
-    """Run the command; returns the exit status."""
-    parser = build_parser()
+def main(argv: Sequence[str] | None = None, *, prog: str = PROG) -> int:
+    """Run the command; returns the exit status. `vairo-sms emulator` calls it with its `prog`."""
+    parser = build_parser(prog)
     args = parser.parse_args(argv)
     try:
         uvicorn = import_uvicorn()
