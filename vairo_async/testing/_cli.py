@@ -7,6 +7,7 @@ import asyncio
 import sys
 from collections.abc import Sequence
 from datetime import timedelta
+from typing import NoReturn
 
 from ._app import DEFAULT_API_KEY, DEFAULT_PREFIX, FakeVairo
 from ._faults import Fault, RandomFaults
@@ -20,9 +21,16 @@ _FAULT_NAMES = ("rate_limit", "500", "502", "503", "504", "html", "drop_before",
 PROG = "python -m vairo_async.testing"
 
 
+class _Parser(argparse.ArgumentParser):
+    """Reports a usage error as one line, as `vairo-sms` does, rather than usage plus error."""
+
+    def error(self, message: str) -> NoReturn:
+        self.exit(2, f"{self.prog}: error: {message} (see {self.prog} --help)\n")
+
+
 def build_parser(prog: str = PROG) -> argparse.ArgumentParser:
     """The command's arguments; `prog` names the command in usage and error lines."""
-    parser = argparse.ArgumentParser(
+    parser = _Parser(
         prog=prog,
         description="Serve an in-memory VairoSMS emulator on a loopback port until Ctrl-C.",
     )
