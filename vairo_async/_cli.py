@@ -97,12 +97,16 @@ def _report_failure(exc: BaseException, state: Session) -> int:
 
 @click.group(PROG, cls=_Cli, no_args_is_help=False, context_settings={"max_content_width": 100})
 @click.version_option(__version__, prog_name=PROG)
-def cli() -> None:
+@click.option(
+    "-v", "--verbose", is_flag=True, help="Show the SDK's warnings: retries, failed polls."
+)
+def cli(verbose: bool) -> None:
     """Send SMS through VairoSMS, or try the SDK against its built-in emulator.
 
     The API key comes from $VAIRO_API_KEY or --api-key-file, never from a flag.
     Exit status: 0 all sent, 1 some rows or packages did not go through, 2 bad usage or input.
     """
+    session().verbose = verbose
 
 
 def _wait_options(command: Callable[..., int]) -> Callable[..., int]:

@@ -79,11 +79,13 @@ class Session:
         out: Tables and results (stdout).
         err: Progress bars and log lines (stderr), so stdout stays clean for pipes.
         secrets: API keys read during the run.
+        verbose: Show the SDK's warnings on stderr.
     """
 
     out: Console = attrs.Factory(lambda: Console(highlight=False))
     err: Console = attrs.Factory(lambda: Console(stderr=True, highlight=False))
-    secrets: list[str] = attrs.Factory(list)
+    secrets: list[str] = attrs.field(factory=list, repr=False)
+    verbose: bool = False
 
     def redact(self, text: str) -> str:
         """`text` without any key this run has seen, nor the one in the environment."""
@@ -91,14 +93,17 @@ class Session:
             text = redact(text, secret)
         return text
 
-    def log_to_stderr(self) -> Callable[[], None]:
-        """Show the SDK's warnings (retries, failed polls) above any progress bar.
+    def capture_logs(self) -> Callable[[], None]:
+        """Route the SDK's warnings (retries, failed polls): shown above any progress bar
+        with `--verbose`, else dropped rather than left to Python's plain last-resort output.
 
         Returns:
             A function that removes the handler again.
         """
-        handler = RichHandler(console=self.err, show_time=False, show_path=False)
-        handler.setLevel(logging.WARNING)
+        handler: logging.Handler = logging.NullHandler()
+        if self.verbose:
+            handler = RichHandler(console=self.err, show_time=False, show_path=False)
+            handler.setLevel(logging.WARNING)
         logger = logging.getLogger("vairo_async")
         logger.addHandler(handler)
         return functools.partial(logger.removeHandler, handler)
@@ -110,8 +115,8 @@ def session() -> Session:
 
 
 def run_async(coroutine: Coroutine[Any, Any, T]) -> T:
-    """Run a subcommand's coroutine, showing the SDK's warnings on stderr meanwhile."""
-    remove_handler = session().log_to_stderr()
+    """Run a subcommand's coroutine, the SDK's warnings shown only with `--verbose`."""
+    remove_handler = session().capture_logs()
     try:
         return asyncio.run(coroutine)
     finally:
@@ -178,7 +183,9 @@ def api_options(command: Callable[..., int]) -> Callable[..., int]:
         show_envvar=True,
         help="API root, e.g. the emulator's (default https://vairosms.com/Panel/api/v1/).",
     )
-    @click.option("--api-key", hidden=True, expose_value=False, callback=_refuse_key_flag)
+    @click.option(
+        "--api-key", hidden=True, expose_value=False, is_eager=True, callback=_refuse_key_flag
+    )
     @functools.wraps(command)
     def with_api(*args: Any, api_key_file: Path | None, base_url: str | None, **kwargs: Any) -> int:
         key = _load_key(api_key_file)
