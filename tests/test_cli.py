@@ -570,3 +570,26 @@ async def test_bulk_stops_when_the_report_cannot_be_written(
     missing = sorted(set(fake.packages) - written)
     assert missing
     assert line.endswith("packages missing from the report: " + ", ".join(map(str, missing)))
+
+
+async def test_a_refused_key_from_a_file_is_not_printed(
+    served: tuple[FakeVairo, dict[str, str]], tmp_path: Path
+) -> None:
+    _, env = served
+    wrong = "sk-live-WRONG-KEY-0000000000"
+    key_file = tmp_path / "key"
+    key_file.write_text(wrong + "\n", encoding="utf-8")
+    env = {**env, "VAIRO_API_KEY": None}
+
+    result = await invoke_async(["status", "1", "--api-key-file", str(key_file)], env)
+
+    assert "AuthenticationError" in assert_one_line_error(result, status=1)
+    assert wrong not in result.output
+
+
+def test_an_unreachable_server_is_one_line_without_the_key() -> None:
+    env = {"VAIRO_API_KEY": API_KEY, "VAIRO_BASE_URL": "http://127.0.0.1:9/", "VAIRO_SENDER": "A"}
+
+    result = invoke(["send", "--to", "5399999999", "--text", "x"], env)
+
+    assert "TransportError" in assert_one_line_error(result, status=1)
