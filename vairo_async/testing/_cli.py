@@ -7,20 +7,31 @@ import asyncio
 import sys
 from collections.abc import Sequence
 from datetime import timedelta
+from typing import NoReturn
 
 from ._app import DEFAULT_API_KEY, DEFAULT_PREFIX, FakeVairo
 from ._faults import Fault, RandomFaults
 from ._server import MISSING_UVICORN, base_url, bind, import_uvicorn, make_config, silence_drops
 
-__all__ = ["build_parser", "fault_rates", "main"]
+__all__ = ["PROG", "build_parser", "fault_rates", "main"]
 
 _FAULT_NAMES = ("rate_limit", "500", "502", "503", "504", "html", "drop_before", "drop_after")
 
 
-def build_parser() -> argparse.ArgumentParser:
-    """The command's arguments."""
-    parser = argparse.ArgumentParser(
-        prog="python -m vairo_async.testing",
+PROG = "python -m vairo_async.testing"
+
+
+class _Parser(argparse.ArgumentParser):
+    """Reports a usage error as one line, as `vairo-sms` does, rather than usage plus error."""
+
+    def error(self, message: str) -> NoReturn:
+        self.exit(2, f"{self.prog}: error: {message} (see {self.prog} --help)\n")
+
+
+def build_parser(prog: str = PROG) -> argparse.ArgumentParser:
+    """The command's arguments; `prog` names the command in usage and error lines."""
+    parser = _Parser(
+        prog=prog,
         description="Serve an in-memory VairoSMS emulator on a loopback port until Ctrl-C.",
     )
     parser.add_argument(
@@ -102,9 +113,9 @@ def fault_rates(specs: Sequence[str], *, retry_after: float) -> dict[Fault, floa
     return rates
 
 
-def main(argv: Sequence[str] | None = None) -> int:
-    """Run the command; returns the exit status."""
-    parser = build_parser()
+def main(argv: Sequence[str] | None = None, *, prog: str = PROG) -> int:
+    """Run the command; returns the exit status. `vairo-sms emulator` calls it with its `prog`."""
+    parser = build_parser(prog)
     args = parser.parse_args(argv)
     try:
         uvicorn = import_uvicorn()

@@ -1,0 +1,234 @@
+"""What the `vairo-sms` subcommands share: the API key, options, errors, consoles, tables."""
+
+from __future__ import annotations
+
+import asyncio
+import functools
+import json
+import logging
+import os
+from collections.abc import Callable, Coroutine, Iterable
+from pathlib import Path
+from typing import Any, TypeVar
+
+import attrs
+import click
+from rich.console import Console
+from rich.logging import RichHandler
+from rich.table import Table
+
+from ._client import AsyncVairoClient
+from ._constants import ENV_API_KEY, ENV_BASE_URL, ENV_SENDER
+from ._models import PackageReport
+from ._redact import redact
+from ._validate import check_sender
+
+__all__ = [
+    "ENV_API_KEY_FILE",
+    "EXIT_INCOMPLETE",
+    "EXIT_INTERRUPTED",
+    "EXIT_OK",
+    "EXIT_USAGE",
+    "PROG",
+    "Api",
+    "CliError",
+    "Session",
+    "api_options",
+    "describe_report",
+    "figures",
+    "one_line",
+    "require_sender",
+    "run_async",
+    "sender_option",
+    "session",
+]
+
+T = TypeVar("T")
+
+PROG = "vairo-sms"
+ENV_API_KEY_FILE = "VAIRO_API_KEY_FILE"
+
+#: Every row sent, every package COMPLETED.
+EXIT_OK = 0
+#: Some rows rejected, failed or unknown; a package FAILED or could not be waited for.
+EXIT_INCOMPLETE = 1
+#: Bad usage or a bad input file: nothing was sent.
+EXIT_USAGE = 2
+#: Ctrl-C.
+EXIT_INTERRUPTED = 130
+
+
+class CliError(Exception):
+    """A failure the command reports as one line on stderr, ending with `code`."""
+
+    def __init__(self, message: str, code: int = EXIT_USAGE) -> None:
+        super().__init__(message)
+        self.code = code
+
+
+def one_line(text: str) -> str:
+    """`text` with every run of whitespace, newlines included, made one space."""
+    return " ".join(text.split())
+
+
+@attrs.define
+class Session:
+    """One run of the command: its consoles, and the secrets no output may show.
+
+    Attributes:
+        out: Tables and results (stdout).
+        err: Progress bars and log lines (stderr), so stdout stays clean for pipes.
+        secrets: API keys read during the run.
+        verbose: Show the SDK's warnings on stderr.
+    """
+
+    out: Console = attrs.Factory(lambda: Console(highlight=False))
+    err: Console = attrs.Factory(lambda: Console(stderr=True, highlight=False))
+    secrets: list[str] = attrs.field(factory=list, repr=False)
+    verbose: bool = False
+
+    def redact(self, text: str) -> str:
+        """`text` without any key this run has seen, nor the one in the environment."""
+        for secret in [*self.secrets, os.environ.get(ENV_API_KEY, "").strip()]:
+            text = redact(text, secret)
+        return text
+
+    def capture_logs(self) -> Callable[[], None]:
+        """Route the SDK's warnings (retries, failed polls): shown above any progress bar
+        with `--verbose`, else dropped rather than left to Python's plain last-resort output.
+
+        Returns:
+            A function that removes the handler again.
+        """
+        handler: logging.Handler = logging.NullHandler()
+        if self.verbose:
+            handler = RichHandler(console=self.err, show_time=False, show_path=False)
+            handler.setLevel(logging.WARNING)
+        logger = logging.getLogger("vairo_async")
+        logger.addHandler(handler)
+        return functools.partial(logger.removeHandler, handler)
+
+
+def session() -> Session:
+    """The current run's `Session`."""
+    return click.get_current_context().ensure_object(Session)
+
+
+def run_async(coroutine: Coroutine[Any, Any, T]) -> T:
+    """Run a subcommand's coroutine, the SDK's warnings shown only with `--verbose`."""
+    remove_handler = session().capture_logs()
+    try:
+        return asyncio.run(coroutine)
+    finally:
+        remove_handler()
+
+
+@attrs.frozen
+class Api:
+    """How to reach VairoSMS: the key, and a base URL (None: `VAIRO_BASE_URL` or the default).
+
+    Attributes:
+        key: The API key; it never reaches any output.
+        base_url: The API root, the emulator's included.
+    """
+
+    key: str = attrs.field(repr=False)
+    base_url: str | None
+
+    def client(self, sender: str | None = None, **options: Any) -> AsyncVairoClient:
+        """An `AsyncVairoClient` for this key and URL (a `ConfigurationError` exits 2)."""
+        return AsyncVairoClient(self.key, sender=sender, base_url=self.base_url, **options)
+
+
+def _load_key(path: Path | None) -> str:
+    """The key from `path` (stripped), else from `VAIRO_API_KEY`."""
+    if path is not None:
+        try:
+            key = path.read_text(encoding="utf-8").strip()
+        except OSError as exc:
+            raise CliError(f"cannot read the API key file {path}: {exc.strerror or exc}") from None
+        except UnicodeDecodeError:
+            raise CliError(f"the API key file {path} is not UTF-8 text") from None
+        if not key:
+            raise CliError(f"the API key file {path} is empty")
+        return key
+    key = os.environ.get(ENV_API_KEY, "").strip()
+    if not key:
+        raise CliError(f"no API key: set {ENV_API_KEY} or pass --api-key-file PATH")
+    return key
+
+
+def _refuse_key_flag(ctx: click.Context, _: click.Parameter, value: str | None) -> None:
+    if value is not None:
+        raise click.UsageError(
+            "--api-key is not accepted: a key on the command line shows in `ps` and in shell "
+            f"history; set {ENV_API_KEY} or pass --api-key-file PATH",
+            ctx=ctx,
+        )
+
+
+def api_options(command: Callable[..., int]) -> Callable[..., int]:
+    """Add `--api-key-file` and `--base-url`; the command receives an `Api` as `api`."""
+
+    @click.option(
+        "--api-key-file",
+        type=click.Path(dir_okay=False, path_type=Path),
+        envvar=ENV_API_KEY_FILE,
+        show_envvar=True,
+        help=f"File holding the API key (else ${ENV_API_KEY} is used).",
+    )
+    @click.option(
+        "--base-url",
+        envvar=ENV_BASE_URL,
+        show_envvar=True,
+        help="API root, e.g. the emulator's (default https://vairosms.com/Panel/api/v1/).",
+    )
+    @click.option(
+        "--api-key", hidden=True, expose_value=False, is_eager=True, callback=_refuse_key_flag
+    )
+    @functools.wraps(command)
+    def with_api(*args: Any, api_key_file: Path | None, base_url: str | None, **kwargs: Any) -> int:
+        key = _load_key(api_key_file)
+        session().secrets.append(key)
+        return command(*args, api=Api(key, base_url or None), **kwargs)
+
+    return with_api
+
+
+sender_option = click.option(
+    "--sender",
+    envvar=ENV_SENDER,
+    show_envvar=True,
+    help="Sender name (baslik) approved for the account.",
+)
+
+
+def require_sender(sender: str | None) -> str:
+    """The sender, checked as the SDK checks it, before anything is read or sent."""
+    if sender is None:
+        raise CliError(f"no sender: pass --sender NAME or set {ENV_SENDER}")
+    try:
+        return check_sender(sender)
+    except ValueError as exc:
+        raise CliError(f"--sender {sender!r}: {exc}") from None
+
+
+def describe_report(report: PackageReport) -> str:
+    """One line per package: `ID STATUS recipients=N credits=N [failure="..."]`."""
+    line = (
+        f"{report.package_id} {report.status.name} "
+        f"recipients={report.recipient_count} credits={report.credits}"
+    )
+    if report.failure is not None:
+        line += f" failure={json.dumps(report.failure.message, ensure_ascii=False)}"
+    return line
+
+
+def figures(title: str, rows: Iterable[tuple[str, str]]) -> Table:
+    """A two-column table of labelled figures, values right-aligned."""
+    table = Table(title=title, show_header=False, title_justify="left")
+    table.add_column("", style="bold")
+    table.add_column("", justify="right")
+    for label, value in rows:
+        table.add_row(label, value)
+    return table
