@@ -376,3 +376,10 @@ async def test_concurrency_beyond_the_pool_is_refused() -> None:
             client.iter_bulk([], concurrency=5)
         with pytest.raises(InvalidRequestError, match="concurrency='x'"):
             client.iter_bulk([], concurrency="x")  # type: ignore[arg-type]
+
+
+async def test_outcomes_hold_the_callers_own_rows(client: AsyncVairoClient, server: Server) -> None:
+    rows = [Message(to="+90 539 000 00 01", text="a"), Message(to="0539 000 00 02", text="b")]
+    (outcome,) = (await client.send_bulk(rows)).outcomes
+    assert all(sent is given for sent, given in zip(outcome.messages, rows, strict=True))
+    assert [m["dest"] for m in server.bodies[0]["mesajlar"]] == ["5390000001", "5390000002"]  # type: ignore[index]

@@ -10,6 +10,7 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from vairo_async import AsyncVairoClient, BatchState, BulkResult, Message
+from vairo_async._phone import normalize_number
 from vairo_async.testing import FakeVairo, Fault
 
 FAULTS = [
@@ -49,8 +50,14 @@ def check_against_emulator(result: BulkResult, rows: list[Message], fake: FakeVa
     assert fake.duplicates() == {}
     accepted = {(m.dest, m.text) for m in fake.messages}
     assert len(accepted) == len(fake.messages)
+    # Outcomes hold the caller's rows; the emulator records numbers in wire form.
     by_state = {
-        state: {(m.to, m.text) for o in result.outcomes if o.state is state for m in o.messages}
+        state: {
+            (normalize_number(m.to), m.text)
+            for o in result.outcomes
+            if o.state is state
+            for m in o.messages
+        }
         for state in BatchState
     }
     # Every SENT package id is an accepted package holding exactly that batch's rows.
@@ -60,7 +67,7 @@ def check_against_emulator(result: BulkResult, rows: list[Message], fake: FakeVa
             package = [
                 (m.dest, m.text) for m in fake.messages if m.package_id == outcome.package_id
             ]
-            assert package == [(m.to, m.text) for m in outcome.messages]
+            assert package == [(normalize_number(m.to), m.text) for m in outcome.messages]
     # Every accepted row belongs to a SENT or UNKNOWN batch; FAILED rows were never accepted.
     assert accepted <= by_state[BatchState.SENT] | by_state[BatchState.UNKNOWN]
     assert by_state[BatchState.SENT] <= accepted

@@ -1,5 +1,7 @@
 """vairo-async: an asyncio SDK for the VairoSMS bulk-SMS API."""
 
+import logging as _logging
+
 from ._client import AsyncVairoClient
 from ._errors import (
     APIError,
@@ -31,6 +33,9 @@ from ._models import (
 )
 from ._segments import Encoding, Segments, segments, transliterate_turkish
 from ._version import __version__
+
+# A library logs, the application decides where to: no output unless logging is configured.
+_logging.getLogger("vairo_async").addHandler(_logging.NullHandler())
 
 __all__ = [
     "APIError",

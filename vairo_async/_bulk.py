@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
-from collections.abc import AsyncIterable, AsyncIterator, Callable, Iterable
+from collections.abc import AsyncGenerator, AsyncIterable, Callable, Iterable
 from typing import TYPE_CHECKING
 
 import attrs
@@ -41,7 +41,8 @@ class _Batch:
     """Rows of one `tr_char` group, collected until the batch is full."""
 
     tr_char: bool
-    messages: list[Message] = attrs.Factory(list)
+    messages: list[Message] = attrs.Factory(list)  # the caller's rows, as given
+    wire: list[Message] = attrs.Factory(list)  # the same rows, numbers in wire form
     rejected: list[Rejection] = attrs.Factory(list)
     index: int = -1
     started: bool = False
@@ -106,7 +107,8 @@ class _Campaign:
         else:
             tr_char = needs_turkish_shift(message.text)
             batch = self._forming[tr_char]
-            batch.messages.append(message)
+            batch.messages.append(row)
+            batch.wire.append(message)
             batch.credits += segment_count(message.text, tr_char)
         if batch.rows < self._batch_size:
             return None
@@ -139,7 +141,7 @@ class _Campaign:
         batch.index = self._next_index
         self._next_index += 1
         if not batch.messages:  # every row was rejected: nothing to send
-            error = InvalidRequestError([r.reason for r in batch.rejected])
+            error = InvalidRequestError([f"all {len(batch.rejected)} rows were rejected"])
             await self.results.put(self._settle(batch, BatchState.FAILED, error=error))
             return
         self._unsettled[batch] = None
@@ -156,7 +158,7 @@ class _Campaign:
                 await self._limiter.acquire()
             batch.started = True
             try:
-                package_id = await self._client._submit(self._sender, batch.messages, batch.tr_char)
+                package_id = await self._client._submit(self._sender, batch.wire, batch.tr_char)
             except OutcomeUnknownError as exc:
                 outcome = self._settle(batch, BatchState.UNKNOWN, error=exc)
             except VairoError as exc:
@@ -252,7 +254,7 @@ async def run_bulk(
     concurrency: int,
     rate: float | None,
     on_progress: ProgressHook | None,
-) -> AsyncIterator[BatchOutcome]:
+) -> AsyncGenerator[BatchOutcome, None]:
     """Run a campaign, yielding each batch's outcome as it settles (see `iter_bulk`)."""
     campaign = _Campaign(client, sender, batch_size, concurrency, rate, on_progress)
     producer = asyncio.create_task(campaign.produce(messages))

@@ -11,10 +11,10 @@ import csv
 import itertools
 import json
 import time
-from collections.abc import AsyncGenerator, Callable, Generator, Iterable, Iterator
+from collections.abc import Callable, Generator, Iterable, Iterator
 from datetime import UTC, datetime
 from pathlib import Path
-from typing import Any, cast
+from typing import Any
 
 import attrs
 import click
@@ -299,10 +299,8 @@ async def run_campaign(
             on_progress=settled,
         )
         try:
-            # iter_bulk is an async generator, though annotated as an AsyncIterator.
-            generator = cast(AsyncGenerator[BatchOutcome, None], batches)
-            async with contextlib.aclosing(generator):
-                async for _ in generator:
+            async with contextlib.aclosing(batches):
+                async for _ in batches:
                     if tally.write_error is not None:
                         break
         finally:

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import ipaddress
 import os
-from collections.abc import AsyncGenerator, AsyncIterator, Iterable
+from collections.abc import AsyncGenerator, Iterable
 from types import TracebackType
 from typing import Self, TypeVar
 
@@ -277,7 +277,7 @@ class AsyncVairoClient:
         concurrency: int = DEFAULT_CONCURRENCY,
         rate: float | None = None,
         on_progress: ProgressHook | None = None,
-    ) -> AsyncIterator[BatchOutcome]:
+    ) -> AsyncGenerator[BatchOutcome, None]:
         """Send a campaign of any size, yielding each batch's outcome as it settles.
 
         `messages` (any iterable or async iterable of `Message`) is read lazily, only as

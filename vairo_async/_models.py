@@ -178,7 +178,8 @@ class BatchOutcome:
     Attributes:
         index: The batch's number in dispatch order, from 0.
         state: SENT, FAILED or UNKNOWN.
-        messages: The rows of the batch as sent (numbers in wire form).
+        messages: The rows of the batch, the very objects the caller gave (numbers as
+            written; they went out in wire form).
         rejected: The bad rows dropped while this batch was formed.
         package_id: The package id when SENT, else None.
         error: The error behind FAILED or UNKNOWN, else None.
