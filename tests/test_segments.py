@@ -15,8 +15,8 @@ from vairo_async import _segments
 from vairo_async._segments import (
     Encoding,
     Segments,
+    credits_of,
     needs_turkish_shift,
-    segment_count,
     segments,
     transliterate_turkish,
 )
@@ -400,13 +400,16 @@ def test_appending_never_decreases_segments(text: str, char: str, tr_char: bool 
         assert after.units > before.units
 
 
-@given(st.text(max_size=400), st.booleans())
-def test_segment_count_agrees_with_segments(text: str, tr_char: bool) -> None:
-    assert segment_count(text, tr_char) == segments(text, tr_char=tr_char).count
+@given(st.lists(st.text(max_size=400), max_size=6), st.booleans())
+def test_credits_of_a_package_agree_with_segments(texts: list[str], tr_char: bool) -> None:
+    expected = sum(segments(text, tr_char=tr_char).count for text in texts)
+    assert credits_of(texts, tr_char) == expected
 
 
 @pytest.mark.parametrize("length", [0, 1, 149, 150, 155, 156, 160, 161, 298, 299, 306, 307])
 @pytest.mark.parametrize("tr_char", [True, False])
-def test_segment_count_on_plain_ascii(length: int, tr_char: bool) -> None:
-    text = "a" * length
-    assert segment_count(text, tr_char) == segments(text, tr_char=tr_char).count
+def test_credits_of_plain_ascii_texts(length: int, tr_char: bool) -> None:
+    texts = ["a" * length, "b" * (length + 1), "kısa"[:1]]
+    expected = sum(segments(text, tr_char=tr_char).count for text in texts)
+    assert credits_of(texts, tr_char) == expected
+    assert credits_of(["a" * length], tr_char) == segments("a" * length, tr_char=tr_char).count

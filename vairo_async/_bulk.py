@@ -19,7 +19,7 @@ from aiolimiter import AsyncLimiter
 
 from ._errors import InvalidRequestError, OutcomeUnknownError, TransportError, VairoError
 from ._models import BatchOutcome, BatchState, BulkProgress, Message, Rejection
-from ._segments import needs_turkish_shift, segment_count
+from ._segments import credits_of, needs_turkish_shift
 from ._validate import check_message
 
 if TYPE_CHECKING:
@@ -44,13 +44,10 @@ class _Batch:
     messages: list[Message] = attrs.Factory(list)  # the caller's rows, as given
     wire: list[Message] = attrs.Factory(list)  # the same rows, numbers in wire form
     rejected: list[Rejection] = attrs.Factory(list)
+    rows: int = 0
     index: int = -1
     started: bool = False
     credits: int = 0
-
-    @property
-    def rows(self) -> int:
-        return len(self.messages) + len(self.rejected)
 
 
 class _Stopped:
@@ -105,11 +102,10 @@ class _Campaign:
             batch = self._forming[_tr_group(row)]
             batch.rejected.append(Rejection(row, str(exc)))
         else:
-            tr_char = needs_turkish_shift(message.text)
-            batch = self._forming[tr_char]
+            batch = self._forming[needs_turkish_shift(message.text)]
             batch.messages.append(row)
             batch.wire.append(message)
-            batch.credits += segment_count(message.text, tr_char)
+        batch.rows += 1
         if batch.rows < self._batch_size:
             return None
         self._forming[batch.tr_char] = _Batch(batch.tr_char)
@@ -137,9 +133,14 @@ class _Campaign:
             await asyncio.wait(self._tasks)
         await self.results.put(_END)
 
-    async def _dispatch(self, batch: _Batch) -> None:
+    def _close(self, batch: _Batch) -> None:
+        """Give a batch leaving formation its number and its price."""
         batch.index = self._next_index
         self._next_index += 1
+        batch.credits = credits_of([m.text for m in batch.wire], batch.tr_char)
+
+    async def _dispatch(self, batch: _Batch) -> None:
+        self._close(batch)
         if not batch.messages:  # every row was rejected: nothing to send
             error = InvalidRequestError([f"all {len(batch.rejected)} rows were rejected"])
             await self.results.put(self._settle(batch, BatchState.FAILED, error=error))
@@ -234,8 +235,7 @@ class _Campaign:
             batch = self._forming[tr_char]
             if batch.rows:
                 self._forming[tr_char] = _Batch(tr_char)
-                batch.index = self._next_index
-                self._next_index += 1
+                self._close(batch)
                 self._settle(batch, BatchState.FAILED, error=_cancelled())
 
 

@@ -44,7 +44,7 @@ from ._poll import (
 )
 from ._redact import install_log_redaction, redact, scrub_exception
 from ._retry import RetryPolicy, parse_retry_after
-from ._segments import needs_turkish_shift, segment_count
+from ._segments import credits_of, needs_turkish_shift
 from ._validate import check_message, check_sender, describe
 from ._wire import decode, encode_send
 
@@ -264,7 +264,7 @@ class AsyncVairoClient:
         assert sender is not None
         if tr_char is None:
             tr_char = any(needs_turkish_shift(message.text) for message in checked)
-        credits = sum(segment_count(message.text, tr_char) for message in checked)
+        credits = credits_of([message.text for message in checked], tr_char)
         package_id = await self._submit(sender, checked, tr_char)
         return Submission(package_id, len(checked), estimated_credits=credits)
 

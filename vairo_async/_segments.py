@@ -14,8 +14,8 @@ import attrs
 __all__ = [
     "Encoding",
     "Segments",
+    "credits_of",
     "needs_turkish_shift",
-    "segment_count",
     "segments",
     "transliterate_turkish",
 ]
@@ -165,17 +165,18 @@ def segments(text: str, *, tr_char: bool | None = None) -> Segments:
 _ASCII_SPECIAL_CHAR = re.compile("[" + re.escape(_ASCII_SPECIAL.decode("ascii")) + "]")
 
 
-def segment_count(text: str, tr_char: bool) -> int:
-    """The segments (credits) of one message sent with `tr_char`: `segments(...).count`.
+def credits_of(texts: list[str], tr_char: bool) -> int:
+    """The credits of a package of `texts` sent with `tr_char`: one per segment of each.
 
-    Bulk campaigns price every row; this answers plain ASCII texts without building a
-    `Segments`, several times faster.
+    Campaigns price every row; when the package is plain ASCII with no two-septet
+    character, which one C-level pass over the joined texts tells, each text costs a
+    division instead of a `segments` call.
     """
-    if text.isascii() and _ASCII_SPECIAL_CHAR.search(text) is None:
+    joined = "".join(texts)
+    if joined.isascii() and _ASCII_SPECIAL_CHAR.search(joined) is None:
         single, multi = (155, 149) if tr_char else (160, 153)
-        length = len(text)
-        return 1 if length <= single else -(-length // multi)
-    return segments(text, tr_char=tr_char).count
+        return sum(1 if length <= single else -(-length // multi) for length in map(len, texts))
+    return sum(segments(text, tr_char=tr_char).count for text in texts)
 
 
 def _fit(encoding: Encoding, text: str, units: int, doubles: int) -> Segments:
