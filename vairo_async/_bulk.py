@@ -92,10 +92,12 @@ class _Campaign:
 
     # --- forming batches -----------------------------------------------------------
 
-    def _add(self, row: object) -> _Batch | None:
-        """Check one row into its group; return the group's batch when it is full."""
-        if not isinstance(row, Message):
-            raise TypeError(f"bulk input rows must be Message, got {type(row).__name__}: {row!r}")
+    def _add(self, row: Message) -> _Batch | None:
+        """Check one row into its group; return the group's batch when it is full.
+
+        Raises:
+            TypeError: The row is not a `Message`: the input is broken, not the row.
+        """
         try:
             message = check_message(row)
         except ValueError as exc:

@@ -256,7 +256,7 @@ class AsyncVairoClient:
         for index, message in enumerate(batch):
             try:
                 checked.append(check_message(message))
-            except ValueError as exc:
+            except (TypeError, ValueError) as exc:
                 where = f"messages[{index}]: " if len(batch) > 1 else ""
                 problems.append(f"{where}{exc}")
         if problems:

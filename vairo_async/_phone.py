@@ -3,12 +3,24 @@
 from __future__ import annotations
 
 import re
+from typing import TypeGuard
 
-__all__ = ["normalize_number"]
+__all__ = ["in_wire_form", "normalize_number"]
 
 _SEPARATORS = re.compile(r"[\s\-().\/]+")
 # Country code as +90, 0090 or 90, or the trunk prefix 0, then a 5 and nine digits.
 _MOBILE = re.compile(r"(?:\+90|0090|90|0)?(5[0-9]{9})")
+
+
+def in_wire_form(value: object) -> TypeGuard[str]:
+    """True when `value` is already the wire form: a string of ten ASCII digits, first a 5."""
+    return (
+        type(value) is str
+        and len(value) == 10
+        and value[0] == "5"
+        and value.isascii()
+        and value.isdigit()
+    )
 
 
 def normalize_number(value: object) -> str:
@@ -20,10 +32,9 @@ def normalize_number(value: object) -> str:
     Raises:
         ValueError: With the reason, when the value is not a Turkish mobile number.
     """
+    if in_wire_form(value):
+        return value
     if type(value) is str:
-        # The wire form itself is by far the most common input.
-        if len(value) == 10 and value[0] == "5" and value.isascii() and value.isdigit():
-            return value
         text = value
     elif type(value) is int:
         text = str(value)

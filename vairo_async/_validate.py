@@ -6,7 +6,7 @@ import re
 
 from ._constants import MAX_ALPHANUMERIC_SENDER, MAX_NUMERIC_SENDER
 from ._models import Message
-from ._phone import normalize_number
+from ._phone import in_wire_form, normalize_number
 
 __all__ = ["check_message", "check_sender", "describe"]
 
@@ -43,17 +43,26 @@ def check_message(message: object) -> Message:
     """Return the message with its number in wire form.
 
     Raises:
+        TypeError: `message` is not a `Message`.
         ValueError: With every reason the message is unusable, joined by "; ".
     """
     if not isinstance(message, Message):
-        raise ValueError(f"expected a Message, not {type(message).__name__}")
+        raise TypeError(f"expected a Message, not {type(message).__name__}: {describe(message)}")
+    to, text = message.to, message.text
+    # Most rows are already in wire form with plain text: checked without the general path.
+    if (
+        in_wire_form(to)
+        and type(text) is str
+        and text
+        and not text.isspace()
+        and (text.isascii() or _UNSENDABLE.search(text) is None)
+    ):
+        return message
     reasons = []
-    to = message.to
     try:
         to = normalize_number(to)
     except ValueError as exc:
         reasons.append(f"to={describe(message.to)}: {exc}")
-    text = message.text
     if not isinstance(text, str):
         reasons.append(f"text must be a string, not {type(text).__name__}")
     elif not text or text.isspace():
