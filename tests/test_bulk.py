@@ -15,6 +15,7 @@ from vairo_async import (
     AsyncVairoClient,
     BatchOutcome,
     BatchState,
+    BulkInputError,
     BulkProgress,
     BulkResult,
     InvalidRequestError,
@@ -273,10 +274,76 @@ async def test_failing_input_sends_what_was_read_then_raises(
     assert len(server.bodies) == 3
 
 
-async def test_a_row_that_is_not_a_message_is_a_type_error(client: AsyncVairoClient) -> None:
+async def test_a_row_that_is_not_a_message_stops_the_campaign_keeping_its_ids(
+    client: AsyncVairoClient, server: Server
+) -> None:
     rows: list[object] = [Message(to="5390000001", text="x"), ("5390000002", "y")]
+    with pytest.raises(BulkInputError) as info:
+        await client.send_bulk(rows, batch_size=1)  # type: ignore[arg-type]
+    assert isinstance(info.value.__cause__, TypeError)
+    assert "tuple" in str(info.value.__cause__)
+    result = info.value.result
+    assert result.package_ids == [1]
+    assert (result.sent, result.total) == (1, 1)
+
+    async def consume() -> None:
+        async for _ in client.iter_bulk(rows):  # type: ignore[arg-type]
+            pass
+
     with pytest.raises(TypeError, match="tuple"):
-        await client.send_bulk(rows)  # type: ignore[arg-type]
+        await consume()
+
+
+async def test_an_input_raising_cancelled_error_does_not_hang_the_campaign(
+    client: AsyncVairoClient, server: Server
+) -> None:
+    async def rows() -> AsyncIterator[Message]:
+        for number in numbers(5):
+            yield Message(to=number, text="x")
+        raise asyncio.CancelledError  # not a cancellation of the campaign: a broken input
+
+    with pytest.raises(BulkInputError) as info:
+        await client.send_bulk(rows(), batch_size=2)
+    assert isinstance(info.value.__cause__, asyncio.CancelledError)
+    assert info.value.result.sent == info.value.result.total == 5
+
+
+async def test_totals_count_the_rows_read(client: AsyncVairoClient) -> None:
+    seen: list[BulkProgress] = []
+    rows = [Message(to=n, text="x") for n in numbers(23)] + [Message(to="1", text="x")]
+    result = await client.send_bulk(rows, batch_size=5, on_progress=seen.append)
+    assert result.total == 24
+    assert seen[-1].read == 24
+    assert [p.read >= p.total for p in seen] == [True] * len(seen)
+    assert_accounted(result, 24)
+
+
+async def test_rate_limit_covers_retries(client: AsyncVairoClient, server: Server) -> None:
+    server.failures = {1: 503, 2: 503}
+    await client.send_bulk([Message(to="5390000001", text="x")], rate=40)
+    assert len(server.times) == 3
+    gaps = [b - a for a, b in zip(server.times, server.times[1:], strict=False)]
+    assert all(gap >= 0.9 / 40 for gap in gaps)
+
+
+async def test_leaving_early_logs_the_ids_of_sent_batches_not_yet_yielded(
+    client: AsyncVairoClient, server: Server, caplog: pytest.LogCaptureFixture
+) -> None:
+    all_settled = asyncio.Event()
+
+    def progress(p: BulkProgress) -> None:
+        if p.batches == 3:
+            all_settled.set()
+
+    rows = [Message(to=n, text="x") for n in numbers(30)]
+    outcomes = client.iter_bulk(rows, batch_size=10, concurrency=3, on_progress=progress)
+    first = await anext(outcomes)
+    await all_settled.wait()
+    await outcomes.aclose()
+    untaken = {1, 2, 3} - {first.package_id}
+    assert "stopped before yielding 2 sent batches" in caplog.text
+    logged = caplog.text.split("their package ids: ")[1].split()[0:2]
+    assert {int(i.strip(",")) for i in logged} == untaken
 
 
 @pytest.mark.parametrize(

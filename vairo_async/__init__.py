@@ -6,6 +6,7 @@ from ._client import AsyncVairoClient
 from ._errors import (
     APIError,
     AuthenticationError,
+    BulkInputError,
     ClientClosedError,
     ConfigurationError,
     InvalidRequestError,
@@ -43,6 +44,7 @@ __all__ = [
     "AuthenticationError",
     "BatchOutcome",
     "BatchState",
+    "BulkInputError",
     "BulkProgress",
     "BulkResult",
     "ClientClosedError",

@@ -1,15 +1,18 @@
-"""Bulk campaigns (DESIGN section 5): lazy batching, bounded concurrency, full accounting.
+"""Bulk campaigns: lazy batching, bounded concurrency, full accounting.
 
-A producer task pulls input rows only while a dispatch slot is free, checks each row, and
+A producer task reads input rows only while a dispatch slot is free, checks each row, and
 groups rows into batches of at most `batch_size` rows that share a `tr_char` value. Each
 batch is sent by its own task under the client's send retry policy. Every batch settles
 exactly once, as SENT, FAILED or UNKNOWN; `on_progress` hears of it at that moment, and the
-consumer of `iter_bulk` receives it through a small bounded queue.
+consumer of `iter_bulk` receives it through a queue. A batch holds its slot until the
+consumer has taken its outcome, so batches in flight plus outcomes not yet taken never
+exceed `concurrency`: memory stays flat however long the input, however slow the consumer.
 """
 
 from __future__ import annotations
 
 import asyncio
+import functools
 import logging
 from collections.abc import AsyncGenerator, AsyncIterable, Callable, Iterable
 from typing import TYPE_CHECKING
@@ -25,12 +28,9 @@ from ._validate import check_message
 if TYPE_CHECKING:
     from ._client import AsyncVairoClient
 
-__all__ = ["DEFAULT_BATCH_SIZE", "DEFAULT_CONCURRENCY", "Messages", "ProgressHook", "run_bulk"]
+__all__ = ["Campaign", "Messages", "ProgressHook"]
 
 logger = logging.getLogger("vairo_async")
-
-DEFAULT_BATCH_SIZE = 1000
-DEFAULT_CONCURRENCY = 4
 
 Messages = Iterable[Message] | AsyncIterable[Message]
 ProgressHook = Callable[[BulkProgress], object]
@@ -61,10 +61,28 @@ def _tr_group(row: Message) -> bool:
     return isinstance(row.text, str) and needs_turkish_shift(row.text)
 
 
-class _Campaign:
+def _cancelled() -> TransportError:
+    return TransportError(
+        "campaign stopped before this batch was sent", may_have_reached_server=False
+    )
+
+
+class Campaign:
+    """One bulk campaign: `run(rows)` sends it and yields each batch's outcome as it settles.
+
+    Args:
+        client: The client whose send retry policy every batch goes through.
+        sender: The campaign's checked sender.
+        batch_size: Rows per batch, at most.
+        concurrency: Batches in flight (plus outcomes not yet taken), at most.
+        rate: HTTP attempts per second, retries included, at most; None for no limit.
+        on_progress: Told of every batch the moment it settles.
+    """
+
     def __init__(
         self,
         client: AsyncVairoClient,
+        *,
         sender: str,
         batch_size: int,
         concurrency: int,
@@ -78,17 +96,37 @@ class _Campaign:
         self._limiter = None if rate is None else AsyncLimiter(1, 1 / rate)
         self._on_progress = on_progress
         self._forming = {False: _Batch(False), True: _Batch(True)}
-        # Dispatched batches not yet settled (waiting for a slot, or in flight).
+        # Batches that left formation and have not settled (waiting for a slot, or sending).
         self._unsettled: dict[_Batch, None] = {}
-        # Send tasks until they have handed their outcome to the queue.
         self._tasks: set[asyncio.Task[None]] = set()
+        self._results: asyncio.Queue[BatchOutcome | _Stopped] = asyncio.Queue()
         self._next_index = 0
         self._counts = dict.fromkeys(BatchState, 0)
         self._rejected = 0
         self._batches = 0
         self._credits = 0
-        self.results: asyncio.Queue[BatchOutcome | _Stopped] = asyncio.Queue(concurrency)
+        #: Rows read from the input so far.
+        self.rows_read = 0
+        #: What the input raised, if it did; raised once every outcome has been yielded.
         self.source_error: BaseException | None = None
+
+    async def run(self, rows: Messages) -> AsyncGenerator[BatchOutcome, None]:
+        """Send the campaign, yielding each batch's outcome as it settles.
+
+        Raises:
+            BaseException: Whatever the input raised (a row that is not a `Message` is a
+                `TypeError`), after every outcome of the rows read before it.
+        """
+        producer = asyncio.create_task(self._produce(rows))
+        try:
+            while not isinstance(outcome := await self._results.get(), _Stopped):
+                self._slots.release()  # the outcome is taken: its slot may carry another batch
+                yield outcome
+            await producer
+        finally:
+            await self._stop(producer)
+        if self.source_error is not None:
+            raise self.source_error
 
     # --- forming batches -----------------------------------------------------------
 
@@ -107,33 +145,39 @@ class _Campaign:
             batch = self._forming[needs_turkish_shift(message.text)]
             batch.messages.append(row)
             batch.wire.append(message)
+        self.rows_read += 1
         batch.rows += 1
         if batch.rows < self._batch_size:
             return None
         self._forming[batch.tr_char] = _Batch(batch.tr_char)
         return batch
 
-    async def produce(self, rows: Messages) -> None:
-        """Pull rows, dispatch full batches, flush the rest, wait, then end the queue."""
+    async def _produce(self, rows: Messages) -> None:
+        """Read rows, dispatch full batches, flush the rest, wait, and always end the queue."""
         try:
-            if isinstance(rows, AsyncIterable):
-                async for row in rows:
-                    if (batch := self._add(row)) is not None:
-                        await self._dispatch(batch)
-            else:
-                for row in rows:
-                    if (batch := self._add(row)) is not None:
-                        await self._dispatch(batch)
-        except Exception as exc:  # the caller's input failed: send what was pulled, then raise
-            self.source_error = exc
-        for tr_char in (False, True):
-            batch = self._forming[tr_char]
-            if batch.rows:
-                self._forming[tr_char] = _Batch(tr_char)
-                await self._dispatch(batch)
-        if self._tasks:
-            await asyncio.wait(self._tasks)
-        await self.results.put(_END)
+            try:
+                if isinstance(rows, AsyncIterable):
+                    async for row in rows:
+                        if (batch := self._add(row)) is not None:
+                            await self._dispatch(batch)
+                else:
+                    for row in rows:
+                        if (batch := self._add(row)) is not None:
+                            await self._dispatch(batch)
+            except BaseException as exc:
+                task = asyncio.current_task()
+                if task is not None and task.cancelling():
+                    raise  # the campaign is being stopped, not failed by its input
+                self.source_error = exc  # send what was read, then raise it to the caller
+            for tr_char in (False, True):
+                batch = self._forming[tr_char]
+                if batch.rows:
+                    self._forming[tr_char] = _Batch(tr_char)
+                    await self._dispatch(batch)
+            if self._tasks:
+                await asyncio.wait(self._tasks)
+        finally:
+            self._results.put_nowait(_END)
 
     def _close(self, batch: _Batch) -> None:
         """Give a batch leaving formation its number and its price."""
@@ -143,38 +187,43 @@ class _Campaign:
 
     async def _dispatch(self, batch: _Batch) -> None:
         self._close(batch)
-        if not batch.messages:  # every row was rejected: nothing to send
-            error = InvalidRequestError([f"all {len(batch.rejected)} rows were rejected"])
-            await self.results.put(self._settle(batch, BatchState.FAILED, error=error))
-            return
         self._unsettled[batch] = None
         await self._slots.acquire()
+        if not batch.messages:  # every row was rejected: nothing to send
+            error = InvalidRequestError([f"all {len(batch.rejected)} rows were rejected"])
+            self._results.put_nowait(self._settle(batch, BatchState.FAILED, error=error))
+            return
         task = asyncio.create_task(self._send(batch))
         self._tasks.add(task)
         task.add_done_callback(self._tasks.discard)
 
     # --- sending and settling ------------------------------------------------------
 
+    async def _before_attempt(self, batch: _Batch) -> None:
+        """Wait for the rate limiter; from then on the batch may reach the server."""
+        if self._limiter is not None:
+            await self._limiter.acquire()
+        batch.started = True
+
     async def _send(self, batch: _Batch) -> None:
         try:
-            if self._limiter is not None:
-                await self._limiter.acquire()
-            batch.started = True
-            try:
-                package_id = await self._client._submit(self._sender, batch.wire, batch.tr_char)
-            except OutcomeUnknownError as exc:
-                outcome = self._settle(batch, BatchState.UNKNOWN, error=exc)
-            except VairoError as exc:
-                outcome = self._settle(batch, BatchState.FAILED, error=exc)
-            except Exception as exc:  # a bug or a foreign transport: the batch may be out
-                error = VairoError(f"unexpected {type(exc).__name__}: {exc}")
-                error.__cause__ = exc
-                outcome = self._settle(batch, BatchState.UNKNOWN, error=OutcomeUnknownError(error))
-            else:
-                outcome = self._settle(batch, BatchState.SENT, package_id=package_id)
-            await self.results.put(outcome)
-        finally:
-            self._slots.release()
+            package_id = await self._client._submit(
+                self._sender,
+                batch.wire,
+                batch.tr_char,
+                before_attempt=functools.partial(self._before_attempt, batch),
+            )
+        except OutcomeUnknownError as exc:
+            outcome = self._settle(batch, BatchState.UNKNOWN, error=exc)
+        except VairoError as exc:
+            outcome = self._settle(batch, BatchState.FAILED, error=exc)
+        except Exception as exc:  # a bug or a foreign transport: the batch may be out
+            error = VairoError(f"unexpected {type(exc).__name__}: {exc}")
+            error.__cause__ = exc
+            outcome = self._settle(batch, BatchState.UNKNOWN, error=OutcomeUnknownError(error))
+        else:
+            outcome = self._settle(batch, BatchState.SENT, package_id=package_id)
+        self._results.put_nowait(outcome)
 
     def _settle(
         self,
@@ -196,14 +245,15 @@ class _Campaign:
             estimated_credits=batch.credits,
         )
         self._counts[state] += len(batch.messages)
-        if state is BatchState.SENT:
-            self._credits += batch.credits
         self._rejected += len(batch.rejected)
         self._batches += 1
+        if state is BatchState.SENT:
+            self._credits += batch.credits
         if self._on_progress is not None:
             progress = BulkProgress(
                 outcome=outcome,
                 batches=self._batches,
+                read=self.rows_read,
                 sent=self._counts[BatchState.SENT],
                 failed=self._counts[BatchState.FAILED],
                 unknown=self._counts[BatchState.UNKNOWN],
@@ -216,11 +266,13 @@ class _Campaign:
                 logger.exception("on_progress raised; the campaign goes on")
         return outcome
 
-    async def stop(self, producer: asyncio.Task[None]) -> None:
+    async def _stop(self, producer: asyncio.Task[None]) -> None:
         """Cancel everything still running and settle what never finished.
 
         A batch whose request had started may have been sent: UNKNOWN. One still waiting
-        for the rate limiter, or still forming, was certainly not sent: FAILED.
+        for a slot or for the rate limiter, or still forming, was certainly not sent:
+        FAILED. Outcomes settled but never taken by the consumer are logged with their
+        package ids (`on_progress` has seen them too), so stopping early loses no id.
         """
         producer.cancel()
         pending = list(self._tasks)
@@ -239,32 +291,14 @@ class _Campaign:
                 self._forming[tr_char] = _Batch(tr_char)
                 self._close(batch)
                 self._settle(batch, BatchState.FAILED, error=_cancelled())
-
-
-def _cancelled() -> TransportError:
-    return TransportError(
-        "campaign stopped before this batch was sent", may_have_reached_server=False
-    )
-
-
-async def run_bulk(
-    client: AsyncVairoClient,
-    messages: Messages,
-    *,
-    sender: str,
-    batch_size: int,
-    concurrency: int,
-    rate: float | None,
-    on_progress: ProgressHook | None,
-) -> AsyncGenerator[BatchOutcome, None]:
-    """Run a campaign, yielding each batch's outcome as it settles (see `iter_bulk`)."""
-    campaign = _Campaign(client, sender, batch_size, concurrency, rate, on_progress)
-    producer = asyncio.create_task(campaign.produce(messages))
-    try:
-        while not isinstance(outcome := await campaign.results.get(), _Stopped):
-            yield outcome
-        await producer
-    finally:
-        await campaign.stop(producer)
-    if campaign.source_error is not None:
-        raise campaign.source_error
+        untaken = []
+        while not self._results.empty():
+            item = self._results.get_nowait()
+            if isinstance(item, BatchOutcome) and item.package_id is not None:
+                untaken.append(item.package_id)
+        if untaken:
+            logger.warning(
+                "bulk campaign stopped before yielding %d sent batches; their package ids: %s",
+                len(untaken),
+                ", ".join(map(str, untaken)),
+            )

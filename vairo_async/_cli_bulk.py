@@ -21,7 +21,6 @@ import click
 from rich.console import Console
 from rich.progress import BarColumn, Progress, TaskProgressColumn, TextColumn
 
-from ._bulk import DEFAULT_BATCH_SIZE, DEFAULT_CONCURRENCY
 from ._cli_common import (
     EXIT_INCOMPLETE,
     EXIT_OK,
@@ -35,7 +34,7 @@ from ._cli_common import (
     session,
 )
 from ._client import AsyncVairoClient
-from ._constants import DEFAULT_MAX_CONNECTIONS
+from ._constants import DEFAULT_BATCH_SIZE, DEFAULT_CONCURRENCY, DEFAULT_MAX_CONNECTIONS
 from ._models import BatchOutcome, BulkProgress, Message
 from ._phone import normalize_number
 

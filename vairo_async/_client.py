@@ -2,17 +2,20 @@
 
 from __future__ import annotations
 
+import contextlib
 import ipaddress
 import os
-from collections.abc import AsyncGenerator, Iterable
+from collections.abc import AsyncGenerator, Awaitable, Callable, Iterable
 from types import TracebackType
 from typing import Self, TypeVar
 
 import httpx
 
-from ._bulk import DEFAULT_BATCH_SIZE, DEFAULT_CONCURRENCY, Messages, ProgressHook, run_bulk
+from ._bulk import Campaign, Messages, ProgressHook
 from ._constants import (
     DEFAULT_BASE_URL,
+    DEFAULT_BATCH_SIZE,
+    DEFAULT_CONCURRENCY,
     DEFAULT_CONNECT_TIMEOUT,
     DEFAULT_MAX_CONNECTIONS,
     DEFAULT_MAX_RETRIES,
@@ -27,6 +30,7 @@ from ._constants import (
     SEND_ENDPOINT,
 )
 from ._errors import (
+    BulkInputError,
     ClientClosedError,
     ConfigurationError,
     InvalidRequestError,
@@ -291,41 +295,17 @@ class AsyncVairoClient:
             sender: Overrides the client's sender for this campaign.
             batch_size: Rows per batch (one SmsGonder call each), at most.
             concurrency: Batches in flight, at most.
-            rate: SmsGonder calls per second, at most; None for no limit.
+            rate: SmsGonder requests per second, retries included, at most; None for no
+                limit.
             on_progress: Called with a `BulkProgress` as each batch settles, including
                 the batches settled as the campaign is cancelled.
 
         Raises:
             InvalidRequestError: A bad sender or bad limits, before anything is read.
-            TypeError: An input row that is not a `Message` (after the rows read before it
-                were sent and yielded).
+            TypeError: An input row that is not a `Message`, and anything else the input
+                raises: after the outcomes of every row read before it were yielded.
         """
-        self._check_open()
-        problems: list[str] = []
-        sender = self._checked_sender(sender, problems)
-        for name, value in (("batch_size", batch_size), ("concurrency", concurrency)):
-            if type(value) is not int or value < 1:
-                problems.append(f"{name}={describe(value)}: must be a positive integer")
-        limit = self._max_connections
-        if limit is not None and type(concurrency) is int and concurrency > limit:
-            problems.append(
-                f"concurrency={concurrency} exceeds the client's max_connections={limit}: "
-                "batches would wait inside the connection pool"
-            )
-        if rate is not None and (not isinstance(rate, int | float) or not rate > 0):
-            problems.append(f"rate={describe(rate)}: must be a positive number or None")
-        if problems:
-            raise InvalidRequestError(problems)
-        assert sender is not None
-        return run_bulk(
-            self,
-            messages,
-            sender=sender,
-            batch_size=batch_size,
-            concurrency=concurrency,
-            rate=rate,
-            on_progress=on_progress,
-        )
+        return self._campaign(sender, batch_size, concurrency, rate, on_progress).run(messages)
 
     async def send_bulk(
         self,
@@ -341,16 +321,62 @@ class AsyncVairoClient:
 
         A failed batch never raises: look at the result's `failed`, `unknown` and
         `rejected` counts and rows. Takes the same arguments as `iter_bulk`.
+
+        Raises:
+            InvalidRequestError: A bad sender or bad limits, before anything is read.
+            BulkInputError: The input raised (its exception is the cause); `result` holds
+                the campaign up to there, every package id included.
         """
-        outcomes = self.iter_bulk(
-            messages,
-            sender=sender,
+        campaign = self._campaign(sender, batch_size, concurrency, rate, on_progress)
+        outcomes: list[BatchOutcome] = []
+        try:
+            async with contextlib.aclosing(campaign.run(messages)) as stream:
+                async for outcome in stream:
+                    outcomes.append(outcome)
+        except BaseException as exc:
+            if exc is not campaign.source_error:
+                raise
+            result = BulkResult(tuple(outcomes), campaign.rows_read)
+            raise BulkInputError(result) from exc
+        return BulkResult(tuple(outcomes), campaign.rows_read)
+
+    def _campaign(
+        self,
+        sender: str | None,
+        batch_size: int,
+        concurrency: int,
+        rate: float | None,
+        on_progress: ProgressHook | None,
+    ) -> Campaign:
+        """A campaign with checked settings.
+
+        Raises:
+            InvalidRequestError: Listing every bad setting, before any input is read.
+        """
+        self._check_open()
+        problems: list[str] = []
+        checked_sender = self._checked_sender(sender, problems)
+        for name, value in (("batch_size", batch_size), ("concurrency", concurrency)):
+            if type(value) is not int or value < 1:
+                problems.append(f"{name}={describe(value)}: must be a positive integer")
+        limit = self._max_connections
+        if limit is not None and type(concurrency) is int and concurrency > limit:
+            problems.append(
+                f"concurrency={concurrency} exceeds the client's max_connections={limit}: "
+                "batches would wait inside the connection pool"
+            )
+        if rate is not None and (not isinstance(rate, int | float) or not rate > 0):
+            problems.append(f"rate={describe(rate)}: must be a positive number or None")
+        if problems or checked_sender is None:
+            raise InvalidRequestError(problems)
+        return Campaign(
+            self,
+            sender=checked_sender,
             batch_size=batch_size,
             concurrency=concurrency,
             rate=rate,
             on_progress=on_progress,
         )
-        return BulkResult(tuple([outcome async for outcome in outcomes]))
 
     async def get_report(self, package_id: int) -> PackageReport:
         """Fetch a package's report (one GonderimBilgisi call, retried on transient errors).
@@ -367,10 +393,29 @@ class AsyncVairoClient:
         url = httpx.URL(f"{self.base_url}{REPORT_ENDPOINT}/{package_id}", params=self._params)
         return await self._retry.get(self._call, "GET", url, None, PackageReport)
 
-    async def _submit(self, sender: str, messages: list[Message], tr_char: bool) -> int:
-        """POST one checked batch under the send retry rules; returns the package id."""
+    async def _submit(
+        self,
+        sender: str,
+        messages: list[Message],
+        tr_char: bool,
+        *,
+        before_attempt: Callable[[], Awaitable[None]] | None = None,
+    ) -> int:
+        """POST one checked batch under the send retry rules; returns the package id.
+
+        `before_attempt` is awaited before every HTTP attempt, retries included (bulk
+        campaigns take their rate limit there).
+        """
         body = encode_send(sender, messages, tr_char)
-        return await self._retry.post(self._call, "POST", self._send_url, body, int)
+        if before_attempt is None:
+            return await self._retry.post(self._call, "POST", self._send_url, body, int)
+        return await self._retry.post(self._call_after, before_attempt, self._send_url, body)
+
+    async def _call_after(
+        self, before: Callable[[], Awaitable[None]], url: httpx.URL, body: bytes
+    ) -> int:
+        await before()
+        return await self._call("POST", url, body, int)
 
     async def _call(self, method: str, url: httpx.URL, content: bytes | None, target: type[T]) -> T:
         """One HTTP round trip, its answer decoded into `target` or raised as a VairoError."""

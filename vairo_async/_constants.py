@@ -6,6 +6,8 @@ from zoneinfo import ZoneInfo
 
 __all__ = [
     "DEFAULT_BASE_URL",
+    "DEFAULT_BATCH_SIZE",
+    "DEFAULT_CONCURRENCY",
     "DEFAULT_CONNECT_TIMEOUT",
     "DEFAULT_MAX_CONNECTIONS",
     "DEFAULT_MAX_RETRIES",
@@ -46,6 +48,11 @@ DEFAULT_RETRY_BACKOFF = 0.5
 DEFAULT_RETRY_BACKOFF_MAX = 8.0
 #: The longest `Retry-After` honoured; a longer hint is raised to the caller instead.
 DEFAULT_RETRY_AFTER_MAX = 60.0
+
+#: Rows per SmsGonder call of a bulk campaign, at most.
+DEFAULT_BATCH_SIZE = 1000
+#: Batches of a bulk campaign in flight, at most.
+DEFAULT_CONCURRENCY = 4
 
 #: GSM alphanumeric originators hold 11 characters, numeric ones up to 16 digits.
 MAX_ALPHANUMERIC_SENDER = 11

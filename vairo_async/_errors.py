@@ -23,11 +23,12 @@ from datetime import datetime
 from typing import TYPE_CHECKING, Self
 
 if TYPE_CHECKING:
-    from ._models import PackageReport
+    from ._models import BulkResult, PackageReport
 
 __all__ = [
     "APIError",
     "AuthenticationError",
+    "BulkInputError",
     "ClientClosedError",
     "ConfigurationError",
     "InvalidRequestError",
@@ -148,6 +149,24 @@ class OutcomeUnknownError(VairoError):
         super().__init__(
             f"the send may or may not have reached VairoSMS ({type(error).__name__}: {error}); "
             "it was not retried, to avoid sending the SMS twice"
+        )
+
+
+class BulkInputError(VairoError):
+    """The input of `send_bulk` raised before it ended; the rows read before were sent.
+
+    The input's own exception is the `__cause__`.
+
+    Attributes:
+        result: The campaign up to the failure: every row read is accounted for, and every
+            package id of a batch sent is in it.
+    """
+
+    def __init__(self, result: BulkResult) -> None:
+        self.result = result
+        super().__init__(
+            f"the campaign's input failed after {result.total} rows "
+            f"({result.sent} sent in {len(result.package_ids)} packages)"
         )
 
 

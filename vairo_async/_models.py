@@ -202,6 +202,8 @@ class BulkProgress:
     Attributes:
         outcome: The batch that just settled.
         batches: Batches settled so far.
+        read: Rows read from the input so far; once the campaign has ended, every one of
+            them is in exactly one of sent, failed, unknown and rejected.
         sent: Rows sent so far.
         failed: Rows certainly not sent so far.
         unknown: Rows that may have been sent so far.
@@ -211,6 +213,7 @@ class BulkProgress:
 
     outcome: BatchOutcome
     batches: int
+    read: int
     sent: int
     failed: int
     unknown: int
@@ -229,9 +232,12 @@ class BulkResult:
 
     Attributes:
         outcomes: Every batch's outcome, in the order they settled.
+        total: Rows read from the input. Every one of them is in exactly one of the
+            counts: `sent + failed + unknown + rejected == total`.
     """
 
     outcomes: tuple[BatchOutcome, ...]
+    total: int
 
     def _rows(self, state: BatchState) -> list[Message]:
         return [m for o in self.outcomes if o.state is state for m in o.messages]
@@ -260,11 +266,6 @@ class BulkResult:
     def rejected(self) -> int:
         """Rows rejected before sending."""
         return sum(len(o.rejected) for o in self.outcomes)
-
-    @property
-    def total(self) -> int:
-        """Every input row: sent + failed + unknown + rejected."""
-        return sum(len(o.messages) + len(o.rejected) for o in self.outcomes)
 
     @property
     def estimated_credits(self) -> int:
