@@ -648,3 +648,11 @@ async def test_waits_over_the_loopback_server() -> None:
         }
         assert list(caught.value.errors) == [UNKNOWN_ID]
         assert fake.pending_faults == 0
+
+
+async def test_wait_all_concurrency_beyond_the_pool_is_refused() -> None:
+    from vairo_async import AsyncVairoClient, InvalidRequestError
+
+    async with AsyncVairoClient("key", max_connections=5) as client:
+        with pytest.raises(InvalidRequestError, match="max_connections=5"):
+            client.wait_all([1, 2], concurrency=6)

@@ -193,6 +193,16 @@ class AsyncVairoClient:
         if self._owns_http:
             await self._http.aclose()
 
+    def _pool_problems(self, concurrency: object) -> list[str]:
+        """A problem line when `concurrency` exceeds the default transport's pool."""
+        limit = self._max_connections
+        if limit is None or type(concurrency) is not int or concurrency <= limit:
+            return []
+        return [
+            f"concurrency={concurrency} exceeds the client's max_connections={limit}: "
+            "requests would wait inside the connection pool"
+        ]
+
     def _checked_sender(self, sender: str | None, problems: list[str]) -> str | None:
         """The call's sender, else the client's; a problem is appended if it is unusable."""
         try:
@@ -359,12 +369,7 @@ class AsyncVairoClient:
         for name, value in (("batch_size", batch_size), ("concurrency", concurrency)):
             if type(value) is not int or value < 1:
                 problems.append(f"{name}={describe(value)}: must be a positive integer")
-        limit = self._max_connections
-        if limit is not None and type(concurrency) is int and concurrency > limit:
-            problems.append(
-                f"concurrency={concurrency} exceeds the client's max_connections={limit}: "
-                "batches would wait inside the connection pool"
-            )
+        problems.extend(self._pool_problems(concurrency))
         if rate is not None and (not isinstance(rate, int | float) or not rate > 0):
             problems.append(f"rate={describe(rate)}: must be a positive number or None")
         if problems or checked_sender is None:
@@ -528,4 +533,6 @@ class AsyncVairoClient:
             max_poll_interval=max_poll_interval,
             expiry_grace=expiry_grace,
         )
+        if problems := self._pool_problems(concurrency):
+            raise InvalidRequestError(problems)
         return run_wait_all(self.get_report, ids, settings, concurrency)
