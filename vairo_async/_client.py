@@ -111,6 +111,8 @@ class AsyncVairoClient:
     Raises:
         ConfigurationError: No API key, an unsafe base URL, or both `http_client` and
             `transport`.
+
+    .. versionadded:: 0.1.0
     """
 
     def __init__(
@@ -240,6 +242,8 @@ class AsyncVairoClient:
             OutcomeUnknownError: The send may or may not have gone out; not retried.
             APIError: The server refused the package.
             TransportError: The server could not be reached; nothing was sent.
+
+        .. versionadded:: 0.1.0
         """
         numbers = [to] if isinstance(to, str) else list(to)
         return await self.send_messages(
@@ -257,6 +261,8 @@ class AsyncVairoClient:
 
         Takes the same arguments and raises the same errors as `send`; for more messages
         than one call should carry, use `send_bulk`.
+
+        .. versionadded:: 0.1.0
         """
         self._check_open()
         batch = list(messages)
@@ -314,6 +320,8 @@ class AsyncVairoClient:
             InvalidRequestError: A bad sender or bad limits, before anything is read.
             TypeError: An input row that is not a `Message`, and anything else the input
                 raises: after the outcomes of every row read before it were yielded.
+
+        .. versionadded:: 0.1.0
         """
         return self._campaign(sender, batch_size, concurrency, rate, on_progress).run(messages)
 
@@ -336,6 +344,8 @@ class AsyncVairoClient:
             InvalidRequestError: A bad sender or bad limits, before anything is read.
             BulkInputError: The input raised (its exception is the cause); `result` holds
                 the campaign up to there, every package id included.
+
+        .. versionadded:: 0.1.0
         """
         campaign = self._campaign(sender, batch_size, concurrency, rate, on_progress)
         outcomes: list[BatchOutcome] = []
@@ -389,6 +399,8 @@ class AsyncVairoClient:
         Raises:
             InvalidRequestError: `package_id` is not a non-negative integer.
             APIError: The server answered with an error, e.g. no such package.
+
+        .. versionadded:: 0.1.0
         """
         self._check_open()
         if type(package_id) is not int or package_id < 0:
@@ -442,7 +454,7 @@ class AsyncVairoClient:
         self,
         package_id: int,
         *,
-        timeout: float | None = None,  # noqa: ASYNC109 - the contract's name; see DESIGN 6
+        timeout: float | None = None,  # noqa: ASYNC109 - a deadline for the whole wait, by name
         poll_interval: float = DEFAULT_POLL_INTERVAL,
         max_poll_interval: float = DEFAULT_MAX_POLL_INTERVAL,
         expiry_grace: float | None = DEFAULT_EXPIRY_GRACE,

@@ -35,6 +35,8 @@ class Message:
     Attributes:
         to: The recipient, e.g. `"0539 999 99 99"` or `"5399999999"`.
         text: The message text.
+
+    .. versionadded:: 0.1.0
     """
 
     to: str
@@ -50,6 +52,8 @@ class Submission:
         recipient_count: How many messages the package holds.
         estimated_credits: Credits the package should cost: one per SMS segment of each
             message (see `segments`). The report's `credits` is what was charged.
+
+    .. versionadded:: 0.1.0
     """
 
     package_id: int
@@ -62,6 +66,8 @@ class PackageStatus(enum.IntEnum):
 
     A value the API documents no name for becomes a member named `UNKNOWN_<value>`
     instead of an error, so a new server-side state cannot break a running client.
+
+    .. versionadded:: 0.1.0
     """
 
     FAILED = -1
@@ -100,6 +106,8 @@ class FailureLog:
         created_at: When the entry was written.
         updated_at: When the entry was last changed.
         raw: Every field as received, including ones this SDK does not know.
+
+    .. versionadded:: 0.1.0
     """
 
     message: str
@@ -132,6 +140,8 @@ class PackageReport:
         created_at: When the package was created.
         failure: The server's log entry when the package failed, else None.
         raw: Every field as received, including ones this SDK does not know.
+
+    .. versionadded:: 0.1.0
     """
 
     package_id: int
@@ -148,7 +158,10 @@ class PackageReport:
 
 
 class BatchState(enum.Enum):
-    """How one batch of a bulk campaign ended."""
+    """How one batch of a bulk campaign ended.
+
+    .. versionadded:: 0.1.0
+    """
 
     #: The server accepted the batch; `package_id` is set.
     SENT = "sent"
@@ -165,6 +178,8 @@ class Rejection:
     Attributes:
         message: The row as it was given.
         reason: What is wrong with it.
+
+    .. versionadded:: 0.1.0
     """
 
     message: Message
@@ -184,6 +199,8 @@ class BatchOutcome:
         package_id: The package id when SENT, else None.
         error: The error behind FAILED or UNKNOWN, else None.
         estimated_credits: Credits the batch's messages cost, or would have cost.
+
+    .. versionadded:: 0.1.0
     """
 
     index: int
@@ -209,6 +226,8 @@ class BulkProgress:
         unknown: Rows that may have been sent so far.
         rejected: Rows rejected so far.
         estimated_credits: Estimated credits of the rows sent so far (SENT batches).
+
+    .. versionadded:: 0.1.0
     """
 
     outcome: BatchOutcome
@@ -234,6 +253,8 @@ class BulkResult:
         outcomes: Every batch's outcome, in the order they settled.
         total: Rows read from the input. Every one of them is in exactly one of the
             counts: `sent + failed + unknown + rejected == total`.
+
+    .. versionadded:: 0.1.0
     """
 
     outcomes: tuple[BatchOutcome, ...]
