@@ -35,14 +35,12 @@ from ._errors import (
     ClientClosedError,
     InvalidRequestError,
     PackageExpiredError,
-    RateLimitError,
-    ServerError,
-    TransportError,
     VairoError,
     WaitAllError,
     WaitTimeoutError,
 )
 from ._models import PackageReport
+from ._retry import is_transient
 from ._validate import describe
 
 __all__ = [
@@ -167,13 +165,6 @@ def expiry_of(report: PackageReport) -> datetime:
     return max(report.expires_at, report.scheduled_at + report.validity)
 
 
-def _is_transient(error: VairoError) -> bool:
-    # The same failures the GET retry policy retries (see _retry.py).
-    if isinstance(error, TransportError | RateLimitError | ServerError):
-        return True
-    return isinstance(error, APIError) and error.status_code == 408
-
-
 async def _wait(
     get_report: GetReport,
     package_id: int,
@@ -194,7 +185,7 @@ async def _wait(
                     async with limiter:
                         report = await get_report(package_id)
                 except VairoError as error:
-                    if not _is_transient(error):
+                    if not is_transient(error):
                         raise
                     # A Retry-After longer than the client honours is honoured here instead.
                     hint = (error.retry_after if isinstance(error, APIError) else None) or 0.0
