@@ -16,6 +16,7 @@ from typing import Any
 import attrs
 import httpx
 
+from .._constants import ISTANBUL
 from .._segments import segments
 from . import _responses as r
 from . import _texts as t
@@ -42,7 +43,7 @@ _DROP_BEFORE_LENGTH = 64
 
 
 def _istanbul_now() -> datetime:
-    return datetime.now(r.ISTANBUL)
+    return datetime.now(ISTANBUL)
 
 
 def _check_prefix(_: object, __: attrs.Attribute[str], value: str) -> None:
