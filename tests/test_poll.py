@@ -33,8 +33,8 @@ from vairo_async import (
     WaitAllError,
     WaitTimeoutError,
 )
-from vairo_async._constants import ISTANBUL
-from vairo_async._poll import POLL_BACKOFF, POLL_JITTER, expiry_of, poll_delays
+from vairo_async._constants import ISTANBUL, POLL_BACKOFF, POLL_JITTER
+from vairo_async._poll import expiry_of, poll_delays
 from vairo_async.testing import FakeVairo, Fault, run_virtual
 
 # Polls a few milliseconds apart: the real-clock tests take milliseconds, not minutes.

@@ -29,6 +29,14 @@ from datetime import UTC, datetime, timedelta
 
 import attrs
 
+from ._constants import (
+    DEFAULT_EXPIRY_GRACE,
+    DEFAULT_MAX_POLL_INTERVAL,
+    DEFAULT_POLL_INTERVAL,
+    DEFAULT_WAIT_CONCURRENCY,
+    POLL_BACKOFF,
+    POLL_JITTER,
+)
 from ._errors import (
     APIError,
     AuthenticationError,
@@ -43,6 +51,7 @@ from ._models import PackageReport
 from ._retry import is_transient
 from ._validate import describe
 
+# The wait defaults are defined in _constants; _client still imports them from here.
 __all__ = [
     "DEFAULT_EXPIRY_GRACE",
     "DEFAULT_MAX_POLL_INTERVAL",
@@ -60,19 +69,6 @@ __all__ = [
 ]
 
 logger = logging.getLogger("vairo_async")
-
-#: Seconds before the first poll: a package is seldom final within a second of its send.
-DEFAULT_POLL_INTERVAL = 1.0
-#: The longest interval between two polls of one package.
-DEFAULT_MAX_POLL_INTERVAL = 30.0
-#: Each interval is this many times the one before, up to the cap.
-POLL_BACKOFF = 1.5
-#: Each interval is shortened at random by up to this fraction of itself.
-POLL_JITTER = 0.2
-#: Seconds a package may stay unsettled after its validity ended before the wait gives up.
-DEFAULT_EXPIRY_GRACE = 3600.0
-#: Report requests in flight at most during one `wait_all`.
-DEFAULT_WAIT_CONCURRENCY = 10
 
 GetReport = Callable[[int], Awaitable[PackageReport]]
 
