@@ -320,7 +320,8 @@ class FakeVairo:
             messages=tuple(
                 SentMessage(package_id, dest, text, sender, tr_char) for dest, text in rows
             ),
-            credits=sum(segments(text, tr_char=tr_char).count for _, text in rows),
+            # A body without tr_char means false: the SDK leaves it out exactly then.
+            credits=sum(segments(text, tr_char=bool(tr_char)).count for _, text in rows),
             created_at=self.now(),
             accepted_at=self.clock(),
             complete_after_polls=self.complete_after_polls if timed is None else None,
