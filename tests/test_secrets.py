@@ -88,9 +88,23 @@ async def test_a_transport_error_quoting_the_url_is_scrubbed(
     assert_logs_are_clean(debug_logs)
 
 
-def test_configuration_errors_do_not_quote_the_key() -> None:
+@pytest.mark.parametrize(
+    "base_url",
+    [
+        "http://example.com/?api_key={key}",
+        "http://10.0.0.1/?api_key={key}",
+        "ftp://h/?api_key={key}",
+        "https:///?api_key={key}",
+        "https://h/?api_key={key}",
+        "ftp://h/{key}",
+        "http://{key}/",
+        "http://h:{key}/",
+        "https://h/\x00?api_key={key}",
+    ],
+)
+def test_configuration_errors_do_not_quote_the_key(base_url: str) -> None:
     with pytest.raises(ConfigurationError) as info:
-        AsyncVairoClient(API_KEY, base_url=f"http://example.com/?api_key={API_KEY}")
+        AsyncVairoClient(API_KEY, base_url=base_url.format(key=API_KEY))
     assert_error_is_clean(info.value)
 
 

@@ -66,13 +66,22 @@ def _is_loopback(host: str) -> bool:
         return False
 
 
-def _checked_base_url(base_url: str) -> str:
-    url = httpx.URL(base_url)
+def _checked_base_url(base_url: str, secret: str) -> str:
+    # Messages quote the URL as given, with any `api_key=` value and copy of `secret` taken
+    # out: a key pasted into the URL is an easy mistake. Not the parsed host: httpx lowercases
+    # it, and a lowercased key would escape the literal match.
+    quoted = repr(redact(str(base_url), secret))
+    try:
+        url = httpx.URL(base_url)
+    except httpx.InvalidURL as exc:
+        raise ConfigurationError(
+            f"base_url is not a valid URL ({redact(str(exc), secret)}), got {quoted}"
+        ) from None
     if url.scheme not in ("https", "http") or not url.host:
-        raise ConfigurationError(f"base_url must be an http(s) URL, got {base_url!r}")
+        raise ConfigurationError(f"base_url must be an http(s) URL, got {quoted}")
     if url.scheme == "http" and not _is_loopback(url.host):
         raise ConfigurationError(
-            f"refusing plain http to {url.host!r}: the API key would travel unencrypted; "
+            f"refusing plain http to {quoted}: the API key would travel unencrypted; "
             "use https (plain http is allowed only for loopback test servers)"
         )
     if url.query or url.userinfo:
@@ -136,7 +145,7 @@ class AsyncVairoClient:
             except ValueError as exc:
                 raise ConfigurationError(f"sender={describe(self._sender)}: {exc}") from None
         self.base_url = _checked_base_url(
-            base_url or os.environ.get(ENV_BASE_URL) or DEFAULT_BASE_URL
+            base_url or os.environ.get(ENV_BASE_URL) or DEFAULT_BASE_URL, key
         )
         if http_client is not None and transport is not None:
             raise ConfigurationError("pass http_client or transport, not both")
