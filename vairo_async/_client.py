@@ -158,7 +158,7 @@ class AsyncVairoClient:
             retry_after_max=retry_after_max,
             retry_unknown_outcomes=retry_unknown_outcomes,
         )
-        install_log_redaction()
+        install_log_redaction(secrets=(key,))
         self._owns_http = http_client is None
         self._max_connections: int | None = None
         if http_client is None:
