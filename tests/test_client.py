@@ -1,4 +1,4 @@
-"""Client configuration, ownership, closing, and the input rules of DESIGN section 3."""
+"""Client configuration, ownership, closing, and the input rules."""
 
 from __future__ import annotations
 

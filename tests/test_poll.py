@@ -1,4 +1,4 @@
-"""Waiting for finality (DESIGN section 6): `wait_until_final` and `wait_all` through the emulator.
+"""Waiting for finality: `wait_until_final` and `wait_all` through the emulator.
 
 Most tests run on the real event loop with poll intervals of a few milliseconds; the ones
 about the default schedule, Retry-After and concurrency run on a virtual clock

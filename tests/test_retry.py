@@ -1,4 +1,4 @@
-"""The retry policy of DESIGN section 4, failure kind by failure kind, for GET and POST."""
+"""The retry policy (the README's Retries table), failure kind by failure kind, for GET and POST."""
 
 from __future__ import annotations
 

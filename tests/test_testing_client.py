@@ -1,7 +1,7 @@
 """Every emulator fault through AsyncVairoClient, in-process and over a loopback socket.
 
-Each test checks the outcome DESIGN section 4 prescribes and that the emulator's records show
-no SMS accepted twice.
+Each test checks the outcome the README's Retries table prescribes and that the emulator's
+records show no SMS accepted twice.
 """
 
 from __future__ import annotations

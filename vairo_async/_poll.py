@@ -1,4 +1,4 @@
-"""Waiting for packages to become final (DESIGN section 6): `wait_until_final`, `wait_all`.
+"""Waiting for packages to become final: `wait_until_final`, `wait_all`.
 
 A wait polls GonderimBilgisi on a growing schedule: the first poll after `poll_interval`
 seconds, each later interval `POLL_BACKOFF` times the one before, up to `max_poll_interval`;

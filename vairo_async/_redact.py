@@ -1,4 +1,4 @@
-"""Keeping the API key out of logs, exception messages and tracebacks (DESIGN section 7).
+"""Keeping the API key out of logs, exception messages and tracebacks.
 
 The key travels in the query string (`?api_key=`), so anything that prints a request URL
 would print it: httpx logs every request URL at INFO, and transport errors may quote URLs.

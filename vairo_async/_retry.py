@@ -1,4 +1,4 @@
-"""The retry policy (DESIGN section 4): what is retried, how long to wait, what is unknown.
+"""The retry policy: what is retried, how long to wait, what is unknown.
 
 There is no idempotency key in this API, so a send (POST SmsGonder) is retried only when
 the server certainly did not act on it. Every other failure after the request may have

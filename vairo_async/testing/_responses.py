@@ -103,7 +103,8 @@ def format_validity(validity: timedelta) -> str:
 def report_body(
     package: Package, *, validity: timedelta, id_as_string: bool = False
 ) -> dict[str, Any]:
-    """The `aciklama` object of GonderimBilgisi, every field of the seed sample plus `log`."""
+    """The `aciklama` object of GonderimBilgisi: every field of the API's documented sample
+    report, plus `log`."""
     created = format_wall_time(package.created_at)
     failed = package.status == FAILED
     return {
