@@ -1,12 +1,12 @@
 """A minimal VairoSMS stand-in for benchmarks, run in its own process on loopback.
 
-It answers the two wire endpoints (DESIGN section 1) as cheaply as aiohttp.web allows:
+It answers the two wire endpoints as cheaply as aiohttp.web allows:
 
 - ``POST /Panel/api/v1/SmsGonder?api_key=K``: reads and JSON-parses the body, checks its shape,
   counts the messages and answers ``{"durum": true, "aciklama": <package id>}`` (ids increase
   from 1);
 - ``GET /Panel/api/v1/GonderimBilgisi/{id}?api_key=K``: a completed report shaped like the
-  seed sample (``001_*.txt``) for a package it accepted;
+  API's documented sample report, for a package it accepted;
 - ``GET /stats``: running totals (requests, packages, messages, reports, server CPU seconds), so
   a benchmark can check that the server saw exactly what the client claims to have sent.
 

@@ -1,4 +1,4 @@
-"""Client-process CPU cost of sending SMS over HTTP, side by side (issue 7).
+"""Client-process CPU cost of sending SMS over HTTP, side by side.
 
 Two workloads against a loopback server running in another process (``_server.py``):
 

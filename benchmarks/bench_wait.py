@@ -1,4 +1,4 @@
-"""How fast `wait_all` notices finished packages, and at what cost in polls (issue 6).
+"""How fast `wait_all` notices finished packages, and at what cost in polls.
 
 1,000 packages turn final at times spread evenly over one minute (shuffled among them). Each
 strategy waits for all of them, on its own fresh emulator holding the same completion times:

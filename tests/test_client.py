@@ -1,4 +1,4 @@
-"""Client configuration, ownership, closing, and the input rules of DESIGN section 3."""
+"""Client configuration, ownership, closing, and the input rules."""
 
 from __future__ import annotations
 
@@ -230,7 +230,13 @@ def test_default_base_url() -> None:
 
 @pytest.mark.parametrize(
     "url",
-    ["http://vairosms.com/Panel/api/v1/", "http://10.0.0.5/", "ftp://vairosms.com/", "vairosms"],
+    [
+        "http://vairosms.com/Panel/api/v1/",
+        "http://10.0.0.5/",
+        "ftp://vairosms.com/",
+        "vairosms",
+        "https://vairosms.com:port/",
+    ],
 )
 def test_unsafe_base_urls_are_refused(url: str) -> None:
     with pytest.raises(ConfigurationError):

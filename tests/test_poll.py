@@ -1,4 +1,4 @@
-"""Waiting for finality (DESIGN section 6): `wait_until_final` and `wait_all` through the emulator.
+"""Waiting for finality: `wait_until_final` and `wait_all` through the emulator.
 
 Most tests run on the real event loop with poll intervals of a few milliseconds; the ones
 about the default schedule, Retry-After and concurrency run on a virtual clock
@@ -33,8 +33,8 @@ from vairo_async import (
     WaitAllError,
     WaitTimeoutError,
 )
-from vairo_async._constants import ISTANBUL
-from vairo_async._poll import POLL_BACKOFF, POLL_JITTER, expiry_of, poll_delays
+from vairo_async._constants import ISTANBUL, POLL_BACKOFF, POLL_JITTER
+from vairo_async._poll import expiry_of, poll_delays
 from vairo_async.testing import FakeVairo, Fault, run_virtual
 
 # Polls a few milliseconds apart: the real-clock tests take milliseconds, not minutes.

@@ -1,4 +1,4 @@
-"""The retry policy of DESIGN section 4, failure kind by failure kind, for GET and POST."""
+"""The retry policy (the README's Retries table), failure kind by failure kind, for GET and POST."""
 
 from __future__ import annotations
 
@@ -24,7 +24,7 @@ from vairo_async import (
     UnexpectedResponseError,
     VairoError,
 )
-from vairo_async._retry import RetryPolicy, parse_retry_after, set_testing
+from vairo_async._retry import RetryPolicy, is_transient, parse_retry_after, set_testing
 
 Failure = Callable[[httpx.Request], httpx.Response]
 MAX_RETRIES = 3
@@ -135,6 +135,27 @@ async def test_classification(kind: str, method: str) -> None:
     if error is OutcomeUnknownError:
         assert isinstance(info.value.error, VairoError)  # type: ignore[attr-defined]
         assert info.value.__cause__ is info.value.error  # type: ignore[attr-defined]
+
+
+@pytest.mark.parametrize(
+    ("error", "expected"),
+    [
+        (TransportError("x", may_have_reached_server=False), True),
+        (TransportError("x", may_have_reached_server=True), True),
+        (APIError("x", status_code=408), True),
+        (RateLimitError("x", status_code=429), True),
+        (ServerError("x", status_code=500), True),
+        (ServerError("x", status_code=503), True),
+        (APIError("x", status_code=400), False),
+        (APIError("x", status_code=200), False),
+        (AuthenticationError("x", status_code=401), False),
+        (UnexpectedResponseError("x", status_code=200, body=""), False),
+    ],
+)
+def test_is_transient_names_what_a_report_request_retries(
+    error: VairoError, expected: bool
+) -> None:
+    assert is_transient(error) is expected
 
 
 @pytest.mark.parametrize("kind", ["connect error", "429", "503"])

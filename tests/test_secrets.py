@@ -14,6 +14,7 @@ import pytest
 from tests.conftest import API_KEY
 from tests.test_retry import TABLE, Counting
 from vairo_async import AsyncVairoClient, ConfigurationError, VairoError
+from vairo_async._redact import install_log_redaction, redact
 
 LOGGERS = ("", "httpx", "httpcore", "vairo_async")
 
@@ -88,10 +89,64 @@ async def test_a_transport_error_quoting_the_url_is_scrubbed(
     assert_logs_are_clean(debug_logs)
 
 
-def test_configuration_errors_do_not_quote_the_key() -> None:
+@pytest.mark.parametrize(
+    "base_url",
+    [
+        "http://example.com/?api_key={key}",
+        "http://10.0.0.1/?api_key={key}",
+        "ftp://h/?api_key={key}",
+        "https:///?api_key={key}",
+        "https://h/?api_key={key}",
+        "ftp://h/{key}",
+        "http://{key}/",
+        "http://h:{key}/",
+        "https://h/\x00?api_key={key}",
+    ],
+)
+def test_configuration_errors_do_not_quote_the_key(base_url: str) -> None:
     with pytest.raises(ConfigurationError) as info:
-        AsyncVairoClient(API_KEY, base_url=f"http://example.com/?api_key={API_KEY}")
+        AsyncVairoClient(API_KEY, base_url=base_url.format(key=API_KEY))
     assert_error_is_clean(info.value)
+
+
+# A key may hold characters httpx leaves unencoded in a query it is given as text.
+ODD_KEY = "k3y)'(\"#>-0123456789abcdef"
+
+
+def ok(request: httpx.Request) -> httpx.Response:
+    return httpx.Response(200, json={"durum": True, "aciklama": 1})
+
+
+def test_a_key_with_quotes_and_brackets_is_redacted_whole() -> None:
+    url = f"https://h/p?api_key={ODD_KEY}"
+    assert redact(f"GET {url} failed", "") == "GET https://h/p?api_key=[REDACTED] failed"
+    assert redact(f"{url}&b=1", "") == "https://h/p?api_key=[REDACTED]&b=1"
+    assert ODD_KEY[1:] not in redact(f"(url='{url}')", "")
+
+
+async def test_the_httpx_log_filter_redacts_a_key_with_quotes_and_brackets(
+    debug_logs: pytest.LogCaptureFixture,
+) -> None:
+    install_log_redaction()
+    key = "k3y)'tail-0123456789abcdef"
+    async with httpx.AsyncClient(transport=httpx.MockTransport(ok)) as http:
+        response = await http.get(f"https://h/p?api_key={key}&b=1")
+    assert f"api_key={key}&" in str(response.request.url)  # sent unencoded, as given
+    [message] = [r.getMessage() for r in debug_logs.records if r.name == "httpx"]
+    assert "api_key=[REDACTED]&b=1" in message
+    assert "tail" not in debug_logs.text
+
+
+async def test_the_log_filter_replaces_the_clients_key_wherever_it_appears(
+    debug_logs: pytest.LogCaptureFixture,
+) -> None:
+    async with AsyncVairoClient(ODD_KEY, transport=httpx.MockTransport(ok)):
+        pass
+    logging.getLogger("httpx").info("HTTP Request: GET %s", f"https://h/{ODD_KEY}/p")
+
+    [record] = [r for r in debug_logs.records if r.name == "httpx"]
+    assert record.getMessage() == "HTTP Request: GET https://h/[REDACTED]/p"
+    assert ODD_KEY not in debug_logs.text
 
 
 # --- through a real loopback socket, so httpcore logs too ----------------------------

@@ -1,7 +1,7 @@
 """Every emulator fault through AsyncVairoClient, in-process and over a loopback socket.
 
-Each test checks the outcome DESIGN section 4 prescribes and that the emulator's records show
-no SMS accepted twice.
+Each test checks the outcome the README's Retries table prescribes and that the emulator's
+records show no SMS accepted twice.
 """
 
 from __future__ import annotations
@@ -18,6 +18,7 @@ from vairo_async import (
     AsyncVairoClient,
     AuthenticationError,
     BatchState,
+    Encoding,
     Message,
     OutcomeUnknownError,
     PackageStatus,
@@ -25,6 +26,7 @@ from vairo_async import (
     ServerError,
     TransportError,
     VairoError,
+    segments,
 )
 from vairo_async.testing import FakeVairo, Fault, Outcome, RandomFaults
 
@@ -95,6 +97,20 @@ async def test_send_and_report_round_trip(client: AsyncVairoClient, fake: FakeVa
     assert final.scheduled_at is None
     assert final.failure is None
     assert final.created_at.utcoffset() == timedelta(hours=3)
+
+
+async def test_turkish_text_without_tr_char_is_priced_alike_by_both_sides(
+    client: AsyncVairoClient, fake: FakeVairo
+) -> None:
+    text = "Şifreniz: 1234, iyi günler dileriz " * 5
+    assert segments(text, tr_char=False).encoding is Encoding.UCS2
+
+    submission = await client.send(text, to="5399999999", tr_char=False)
+    report = await client.get_report(submission.package_id)
+
+    assert fake.packages[submission.package_id].tr_char is None  # left out of the body
+    assert submission.estimated_credits == segments(text, tr_char=False).count == 3
+    assert report.credits == fake.packages[submission.package_id].credits == 3
 
 
 async def test_failed_package_report_carries_the_log(

@@ -1,4 +1,4 @@
-"""The emulator speaks the wire API exactly as the seed documents show, over raw httpx."""
+"""The emulator speaks the wire API exactly as the API's documentation shows, over raw httpx."""
 
 from __future__ import annotations
 
@@ -14,14 +14,14 @@ import pytest
 from vairo_async.testing import FakeVairo, Outcome
 
 ISTANBUL_SAMPLE_TIME = datetime(2016, 7, 21, 14, 40, 16)
-SEED_SEND_BODY = {
+SAMPLE_SEND_BODY = {
     "baslik": "BAŞLIK",
     "mesajlar": [
         {"msg": "safasfsa", "dest": "5399999999"},
         {"msg": "deneme", "dest": "5554444444"},
     ],
 }
-SEED_REPORT = {
+SAMPLE_REPORT = {
     "id": 52,
     "sms_baslik": "08505326480",
     "numara_toplam": 2,
@@ -32,7 +32,7 @@ SEED_REPORT = {
     "paket_durum": 1,
     "created_at": "2016-07-21 14:40:16",
 }
-SEED_FAILED_LOG_KEYS = {
+SAMPLE_FAILED_LOG_KEYS = {
     "id",
     "user_id",
     "mesaj",
@@ -78,13 +78,13 @@ async def report(http: httpx.AsyncClient, package_id: object) -> httpx.Response:
     return await http.get(f"GonderimBilgisi/{package_id}", params={"api_key": "test-api-key"})
 
 
-async def test_seed_send_then_report_has_the_seed_shape(
+async def test_sample_send_then_report_has_the_sample_shape(
     http: httpx.AsyncClient, fake: FakeVairo
 ) -> None:
     fake.first_package_id = 52
     fake.complete_after_polls = 0
     fake.now = lambda: ISTANBUL_SAMPLE_TIME
-    body = {**SEED_SEND_BODY, "baslik": "08505326480"}
+    body = {**SAMPLE_SEND_BODY, "baslik": "08505326480"}
 
     sent = await send(http, body)
 
@@ -93,15 +93,15 @@ async def test_seed_send_then_report_has_the_seed_shape(
     assert sent.json() == {"durum": True, "aciklama": 52}
     answer = await report(http, 52)
     assert answer.status_code == 200
-    assert answer.json() == {"durum": True, "aciklama": {**SEED_REPORT, "log": None}}
+    assert answer.json() == {"durum": True, "aciklama": {**SAMPLE_REPORT, "log": None}}
 
 
 async def test_report_fields_have_the_wire_formats(http: httpx.AsyncClient) -> None:
-    package_id = (await send(http, SEED_SEND_BODY)).json()["aciklama"]
+    package_id = (await send(http, SAMPLE_SEND_BODY)).json()["aciklama"]
 
     aciklama = (await report(http, package_id)).json()["aciklama"]
 
-    assert set(aciklama) == {*SEED_REPORT, "log"}
+    assert set(aciklama) == {*SAMPLE_REPORT, "log"}
     assert aciklama["id"] == package_id
     assert aciklama["sms_baslik"] == "BAŞLIK"
     assert aciklama["numara_toplam"] == 2
@@ -117,12 +117,12 @@ async def test_report_fields_have_the_wire_formats(http: httpx.AsyncClient) -> N
     assert expires - created == timedelta(hours=24)
 
 
-async def test_failed_package_reports_the_seed_log(
+async def test_failed_package_reports_the_sample_log(
     http: httpx.AsyncClient, fake: FakeVairo
 ) -> None:
     fake.fail_senders = {"BAŞLIK"}
     fake.now = lambda: datetime(2016, 7, 22, 17, 13, 11)
-    package_id = (await send(http, SEED_SEND_BODY)).json()["aciklama"]
+    package_id = (await send(http, SAMPLE_SEND_BODY)).json()["aciklama"]
     first = (await report(http, package_id)).json()["aciklama"]
 
     final = (await report(http, package_id)).json()["aciklama"]
@@ -133,7 +133,7 @@ async def test_failed_package_reports_the_seed_log(
     assert final["kredi_toplam"] == 0
     assert final["sonlanma_zamani"] == "2016-07-23 17:13:11"
     log = final["log"]
-    assert set(log) == SEED_FAILED_LOG_KEYS
+    assert set(log) == SAMPLE_FAILED_LOG_KEYS
     assert log["mesaj"] == f"Gönderim #{package_id} sırasında hata oluşu: INVALID_SOURCE_ADDRESS"
     assert log["tip"] == "error"
     assert log["bolum"] == "sms"
@@ -148,7 +148,7 @@ async def test_failing_destination_fails_its_package(
 ) -> None:
     fake.fail_destinations = {"5554444444"}
     fake.complete_after_polls = 0
-    package_id = (await send(http, SEED_SEND_BODY)).json()["aciklama"]
+    package_id = (await send(http, SAMPLE_SEND_BODY)).json()["aciklama"]
 
     final = (await report(http, package_id)).json()["aciklama"]
 
@@ -160,7 +160,7 @@ async def test_failing_destination_fails_its_package(
 async def test_wall_times_are_istanbul_time(http: httpx.AsyncClient, fake: FakeVairo) -> None:
     fake.now = lambda: datetime(2024, 1, 31, 21, 30, 0, tzinfo=UTC)
     fake.validity = timedelta(hours=48, minutes=30)
-    package_id = (await send(http, SEED_SEND_BODY)).json()["aciklama"]
+    package_id = (await send(http, SAMPLE_SEND_BODY)).json()["aciklama"]
 
     aciklama = (await report(http, package_id)).json()["aciklama"]
 
@@ -190,7 +190,7 @@ async def test_turkish_utf8_body_is_recorded_as_sent(
 async def test_ids_may_be_sent_as_digit_strings(http: httpx.AsyncClient, fake: FakeVairo) -> None:
     fake.ids_as_strings = True
 
-    package_id = (await send(http, SEED_SEND_BODY)).json()["aciklama"]
+    package_id = (await send(http, SAMPLE_SEND_BODY)).json()["aciklama"]
 
     assert package_id == "1"
     assert (await report(http, package_id)).json()["aciklama"]["id"] == "1"
@@ -202,10 +202,10 @@ async def test_ids_may_be_sent_as_digit_strings(http: httpx.AsyncClient, fake: F
         (b"not json", "JSON"),
         (b"\xff\xfe{}", "JSON"),
         ([1, 2], "nesnesi"),
-        ({"mesajlar": SEED_SEND_BODY["mesajlar"]}, "baslik"),
-        ({**SEED_SEND_BODY, "baslik": 42}, "baslik"),
-        ({**SEED_SEND_BODY, "baslik": "   "}, "baslik"),
-        ({**SEED_SEND_BODY, "baslik": "X" * 17}, "uzun"),
+        ({"mesajlar": SAMPLE_SEND_BODY["mesajlar"]}, "baslik"),
+        ({**SAMPLE_SEND_BODY, "baslik": 42}, "baslik"),
+        ({**SAMPLE_SEND_BODY, "baslik": "   "}, "baslik"),
+        ({**SAMPLE_SEND_BODY, "baslik": "X" * 17}, "uzun"),
         ({"baslik": "B"}, "mesajlar"),
         ({"baslik": "B", "mesajlar": []}, "mesajlar"),
         ({"baslik": "B", "mesajlar": {"msg": "a", "dest": "5399999999"}}, "mesajlar"),
@@ -222,8 +222,8 @@ async def test_ids_may_be_sent_as_digit_strings(http: httpx.AsyncClient, fake: F
             {"baslik": "B", "mesajlar": [{"msg": "a", "dest": "5399999999"}, {"msg": "b"}]},
             "2. mesaj",
         ),
-        ({**SEED_SEND_BODY, "tr_char": "true"}, "tr_char"),
-        ({**SEED_SEND_BODY, "tr_char": 1}, "tr_char"),
+        ({**SAMPLE_SEND_BODY, "tr_char": "true"}, "tr_char"),
+        ({**SAMPLE_SEND_BODY, "tr_char": 1}, "tr_char"),
     ],
 )
 async def test_invalid_bodies_get_400_and_nothing_is_sent(
@@ -241,8 +241,8 @@ async def test_invalid_bodies_get_400_and_nothing_is_sent(
 async def test_allowed_senders_refuse_others(http: httpx.AsyncClient, fake: FakeVairo) -> None:
     fake.allowed_senders = {"ACME"}
 
-    refused = await send(http, SEED_SEND_BODY)
-    accepted = await send(http, {**SEED_SEND_BODY, "baslik": "ACME"})
+    refused = await send(http, SAMPLE_SEND_BODY)
+    accepted = await send(http, {**SAMPLE_SEND_BODY, "baslik": "ACME"})
 
     assert refused.status_code == 400
     assert "BAŞLIK" in refused.json()["aciklama"]
@@ -253,7 +253,7 @@ async def test_allowed_senders_refuse_others(http: httpx.AsyncClient, fake: Fake
 async def test_wrong_or_missing_key_gets_401(
     http: httpx.AsyncClient, fake: FakeVairo, key: str
 ) -> None:
-    sent = await send(http, SEED_SEND_BODY, key=key)
+    sent = await send(http, SAMPLE_SEND_BODY, key=key)
     polled = await http.get("GonderimBilgisi/1")
 
     for answer in (sent, polled):
@@ -293,7 +293,7 @@ async def test_wrong_method_gets_405(http: httpx.AsyncClient) -> None:
 async def test_custom_prefix_and_key(fake: FakeVairo) -> None:
     custom = FakeVairo(prefix="/api/", api_key="k-123")
     async with httpx.AsyncClient(transport=custom.transport(), base_url=custom.base_url) as http:
-        answer = await send(http, SEED_SEND_BODY, key="k-123")
+        answer = await send(http, SAMPLE_SEND_BODY, key="k-123")
 
     assert custom.base_url.endswith("/api/")
     assert answer.json() == {"durum": True, "aciklama": 1}

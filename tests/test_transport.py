@@ -163,3 +163,121 @@ async def test_waiting_for_a_pooled_connection_times_out_as_a_connect_timeout(
         first.cancel()
         with pytest.raises(asyncio.CancelledError):
             await first
+
+
+# --- proxies from the environment ----------------------------------------------------
+
+PROXY_VARIABLES = ("http_proxy", "https_proxy", "all_proxy", "no_proxy")
+
+
+@pytest.fixture
+def proxy_env(monkeypatch: pytest.MonkeyPatch) -> pytest.MonkeyPatch:
+    """The environment without proxy settings; tests set their own."""
+    for name in PROXY_VARIABLES:
+        monkeypatch.delenv(name, raising=False)
+        monkeypatch.delenv(name.upper(), raising=False)
+    return monkeypatch
+
+
+def recording_proxy(seen: list[list[bytes]]) -> Handler:
+    """A "proxy" that answers every request itself and records its head, line by line.
+
+    A plain-http request through a proxy carries the absolute URL in its request line; a
+    CONNECT (an https request's tunnel) is refused with 407.
+    """
+
+    async def handle(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        while True:
+            try:
+                request = await read_request(reader)
+            except asyncio.IncompleteReadError:
+                break
+            seen.append(request.split(b"\r\n"))
+            if request.startswith(b"CONNECT "):
+                writer.write(b"HTTP/1.1 407 Proxy Authentication Required\r\n\r\n")
+                await writer.drain()
+                writer.close()
+                break
+            body = b'{"durum": true, "aciklama": 2}'
+            writer.write(
+                b"HTTP/1.1 200 OK\r\nContent-Type: application/json\r\n"
+                + f"Content-Length: {len(body)}\r\n\r\n".encode()
+                + body
+            )
+            await writer.drain()
+
+    return handle
+
+
+def origin(url: str) -> str:
+    return url.removesuffix("/x")
+
+
+def assert_no_secret(error: BaseException, *secrets: str) -> None:
+    assert error.__cause__ is None
+    assert error.__context__ is None  # aiohttp's exception would hold the request's headers
+    for secret in secrets:
+        assert secret not in repr(error), secret
+
+
+async def test_plain_http_goes_through_the_environment_proxy_with_its_credentials(
+    serve: Callable[[Handler], Awaitable[str]], proxy_env: pytest.MonkeyPatch
+) -> None:
+    seen: list[list[bytes]] = []
+    proxy = origin(await serve(recording_proxy(seen)))
+    proxy_env.setenv("HTTP_PROXY", proxy.replace("http://", "http://ali:p%40ss@"))
+    async with httpx.AsyncClient(transport=AiohttpTransport()) as http:
+        answer = await http.get("http://vairo.test:8080/x?api_key=k")  # resolved by no one
+    assert answer.json() == {"durum": True, "aciklama": 2}
+    [head] = seen
+    assert head[0] == b"GET http://vairo.test:8080/x?api_key=k HTTP/1.1"
+    assert b"Proxy-Authorization: Basic YWxpOnBAc3M=" in head  # ali:p@ss
+
+
+async def test_the_proxy_is_looked_up_once_per_origin(
+    serve: Callable[[Handler], Awaitable[str]], proxy_env: pytest.MonkeyPatch
+) -> None:
+    seen: list[list[bytes]] = []
+    proxy = origin(await serve(recording_proxy(seen)))
+    refused = origin(closed_port_url())
+    proxy_env.setenv("HTTP_PROXY", proxy)
+    async with httpx.AsyncClient(transport=AiohttpTransport()) as http:
+        await http.get("http://vairo.test/x")
+        proxy_env.setenv("HTTP_PROXY", refused.replace("http://", "http://ali:s3cret@"))
+        await http.get("http://vairo.test/x?again=1")  # the same origin: the same proxy
+        with pytest.raises(httpx.ConnectError) as info:  # another origin: the new proxy
+            await http.get("http://vairo.test:81/x?api_key=the-key")
+    assert [head[0] for head in seen] == [
+        b"GET http://vairo.test/x HTTP/1.1",
+        b"GET http://vairo.test/x?again=1 HTTP/1.1",
+    ]
+    assert_no_secret(info.value, "s3cret", "YWxpOnMzY3JldA==", "the-key")
+
+
+async def test_no_proxy_hosts_are_reached_directly(
+    serve: Callable[[Handler], Awaitable[str]], proxy_env: pytest.MonkeyPatch
+) -> None:
+    seen: list[list[bytes]] = []
+    proxy = origin(await serve(recording_proxy(seen)))
+    direct = await serve(answer_ok)
+    proxy_env.setenv("HTTP_PROXY", proxy)
+    proxy_env.setenv("NO_PROXY", "localhost,127.0.0.1")
+    async with httpx.AsyncClient(transport=AiohttpTransport()) as http:
+        answer = await http.get(direct)
+    assert answer.headers["x-request"] == "GET /x HTTP/1.1"
+    assert seen == []
+
+
+async def test_a_refused_proxy_tunnel_is_a_connect_error_without_secrets(
+    serve: Callable[[Handler], Awaitable[str]], proxy_env: pytest.MonkeyPatch
+) -> None:
+    seen: list[list[bytes]] = []
+    proxy = origin(await serve(recording_proxy(seen)))
+    proxy_env.setenv("HTTPS_PROXY", proxy.replace("http://", "http://ali:s3cret@"))
+    async with httpx.AsyncClient(transport=AiohttpTransport()) as http:
+        with pytest.raises(httpx.ConnectError) as info:  # the request never left
+            await http.post("https://vairo.test/x?api_key=the-key", content=b"{}")
+    [head] = seen
+    assert head[0] == b"CONNECT vairo.test:443 HTTP/1.1"
+    assert b"Proxy-Authorization: Basic YWxpOnMzY3JldA==" in head  # ali:s3cret
+    assert_no_secret(info.value, "s3cret", "YWxpOnMzY3JldA==", "the-key")

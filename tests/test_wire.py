@@ -146,6 +146,7 @@ def test_unknown_extra_fields_are_kept() -> None:
     "change",
     [
         {"id": None},
+        {"sms_baslik": 8505326480},
         {"numara_toplam": "iki"},
         {"created_at": "dün"},
         {"gecerlilik_suresi": "1 gün"},

@@ -34,9 +34,9 @@ from ._cli_common import (
     session,
 )
 from ._cli_demo import demo
+from ._constants import DEFAULT_MAX_POLL_INTERVAL, DEFAULT_POLL_INTERVAL, DEFAULT_WAIT_CONCURRENCY
 from ._errors import ConfigurationError, InvalidRequestError, VairoError, WaitAllError
 from ._models import PackageReport, PackageStatus
-from ._poll import DEFAULT_MAX_POLL_INTERVAL, DEFAULT_POLL_INTERVAL, DEFAULT_WAIT_CONCURRENCY
 from ._segments import segments, transliterate_turkish
 from ._version import __version__
 

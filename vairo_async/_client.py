@@ -17,12 +17,16 @@ from ._constants import (
     DEFAULT_BATCH_SIZE,
     DEFAULT_CONCURRENCY,
     DEFAULT_CONNECT_TIMEOUT,
+    DEFAULT_EXPIRY_GRACE,
     DEFAULT_MAX_CONNECTIONS,
+    DEFAULT_MAX_POLL_INTERVAL,
     DEFAULT_MAX_RETRIES,
+    DEFAULT_POLL_INTERVAL,
     DEFAULT_RETRY_AFTER_MAX,
     DEFAULT_RETRY_BACKOFF,
     DEFAULT_RETRY_BACKOFF_MAX,
     DEFAULT_TIMEOUT,
+    DEFAULT_WAIT_CONCURRENCY,
     ENV_API_KEY,
     ENV_BASE_URL,
     ENV_SENDER,
@@ -37,15 +41,7 @@ from ._errors import (
     TransportError,
 )
 from ._models import BatchOutcome, BulkResult, Message, PackageReport, Submission
-from ._poll import (
-    DEFAULT_EXPIRY_GRACE,
-    DEFAULT_MAX_POLL_INTERVAL,
-    DEFAULT_POLL_INTERVAL,
-    DEFAULT_WAIT_CONCURRENCY,
-    check_wait,
-    run_wait,
-    run_wait_all,
-)
+from ._poll import check_wait, run_wait, run_wait_all
 from ._redact import install_log_redaction, redact, scrub_exception
 from ._retry import RetryPolicy, parse_retry_after
 from ._segments import credits_of, needs_turkish_shift
@@ -70,13 +66,22 @@ def _is_loopback(host: str) -> bool:
         return False
 
 
-def _checked_base_url(base_url: str) -> str:
-    url = httpx.URL(base_url)
+def _checked_base_url(base_url: str, secret: str) -> str:
+    # Messages quote the URL as given, with any `api_key=` value and copy of `secret` taken
+    # out: a key pasted into the URL is an easy mistake. Not the parsed host: httpx lowercases
+    # it, and a lowercased key would escape the literal match.
+    quoted = repr(redact(str(base_url), secret))
+    try:
+        url = httpx.URL(base_url)
+    except httpx.InvalidURL as exc:
+        raise ConfigurationError(
+            f"base_url is not a valid URL ({redact(str(exc), secret)}), got {quoted}"
+        ) from None
     if url.scheme not in ("https", "http") or not url.host:
-        raise ConfigurationError(f"base_url must be an http(s) URL, got {base_url!r}")
+        raise ConfigurationError(f"base_url must be an http(s) URL, got {quoted}")
     if url.scheme == "http" and not _is_loopback(url.host):
         raise ConfigurationError(
-            f"refusing plain http to {url.host!r}: the API key would travel unencrypted; "
+            f"refusing plain http to {quoted}: the API key would travel unencrypted; "
             "use https (plain http is allowed only for loopback test servers)"
         )
     if url.query or url.userinfo:
@@ -142,7 +147,7 @@ class AsyncVairoClient:
             except ValueError as exc:
                 raise ConfigurationError(f"sender={describe(self._sender)}: {exc}") from None
         self.base_url = _checked_base_url(
-            base_url or os.environ.get(ENV_BASE_URL) or DEFAULT_BASE_URL
+            base_url or os.environ.get(ENV_BASE_URL) or DEFAULT_BASE_URL, key
         )
         if http_client is not None and transport is not None:
             raise ConfigurationError("pass http_client or transport, not both")
@@ -155,7 +160,7 @@ class AsyncVairoClient:
             retry_after_max=retry_after_max,
             retry_unknown_outcomes=retry_unknown_outcomes,
         )
-        install_log_redaction()
+        install_log_redaction(secrets=(key,))
         self._owns_http = http_client is None
         self._max_connections: int | None = None
         if http_client is None:

@@ -1,4 +1,4 @@
-"""Defaults in one place: endpoints, timeouts, retry knobs, input limits."""
+"""Defaults in one place: endpoints, timeouts, retry knobs, polling, input limits."""
 
 from __future__ import annotations
 
@@ -9,12 +9,16 @@ __all__ = [
     "DEFAULT_BATCH_SIZE",
     "DEFAULT_CONCURRENCY",
     "DEFAULT_CONNECT_TIMEOUT",
+    "DEFAULT_EXPIRY_GRACE",
     "DEFAULT_MAX_CONNECTIONS",
+    "DEFAULT_MAX_POLL_INTERVAL",
     "DEFAULT_MAX_RETRIES",
+    "DEFAULT_POLL_INTERVAL",
     "DEFAULT_RETRY_AFTER_MAX",
     "DEFAULT_RETRY_BACKOFF",
     "DEFAULT_RETRY_BACKOFF_MAX",
     "DEFAULT_TIMEOUT",
+    "DEFAULT_WAIT_CONCURRENCY",
     "ENV_API_KEY",
     "ENV_BASE_URL",
     "ENV_SENDER",
@@ -22,6 +26,8 @@ __all__ = [
     "MAX_ALPHANUMERIC_SENDER",
     "MAX_BODY_EXCERPT",
     "MAX_NUMERIC_SENDER",
+    "POLL_BACKOFF",
+    "POLL_JITTER",
     "REPORT_ENDPOINT",
     "SEND_ENDPOINT",
 ]
@@ -53,6 +59,19 @@ DEFAULT_RETRY_AFTER_MAX = 60.0
 DEFAULT_BATCH_SIZE = 1000
 #: Batches of a bulk campaign in flight, at most.
 DEFAULT_CONCURRENCY = 4
+
+#: Seconds before the first poll: a package is seldom final within a second of its send.
+DEFAULT_POLL_INTERVAL = 1.0
+#: The longest interval between two polls of one package.
+DEFAULT_MAX_POLL_INTERVAL = 30.0
+#: Each interval is this many times the one before, up to the cap.
+POLL_BACKOFF = 1.5
+#: Each interval is shortened at random by up to this fraction of itself.
+POLL_JITTER = 0.2
+#: Seconds a package may stay unsettled after its validity ended before the wait gives up.
+DEFAULT_EXPIRY_GRACE = 3600.0
+#: Report requests in flight at most during one `wait_all`.
+DEFAULT_WAIT_CONCURRENCY = 10
 
 #: GSM alphanumeric originators hold 11 characters, numeric ones up to 16 digits.
 MAX_ALPHANUMERIC_SENDER = 11

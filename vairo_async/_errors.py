@@ -58,7 +58,7 @@ class ClientClosedError(VairoError, RuntimeError):
 
 
 class InvalidRequestError(VairoError, ValueError):
-    """Input broke the rules of DESIGN section 3; nothing was sent.
+    """Input broke the SDK's input rules (the README's "Input rules"); nothing was sent.
 
     Attributes:
         problems: One line per bad value, each naming the value and what is wrong with it.

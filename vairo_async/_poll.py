@@ -1,4 +1,4 @@
-"""Waiting for packages to become final (DESIGN section 6): `wait_until_final`, `wait_all`.
+"""Waiting for packages to become final: `wait_until_final`, `wait_all`.
 
 A wait polls GonderimBilgisi on a growing schedule: the first poll after `poll_interval`
 seconds, each later interval `POLL_BACKOFF` times the one before, up to `max_poll_interval`;
@@ -29,29 +29,22 @@ from datetime import UTC, datetime, timedelta
 
 import attrs
 
+from ._constants import POLL_BACKOFF, POLL_JITTER
 from ._errors import (
     APIError,
     AuthenticationError,
     ClientClosedError,
     InvalidRequestError,
     PackageExpiredError,
-    RateLimitError,
-    ServerError,
-    TransportError,
     VairoError,
     WaitAllError,
     WaitTimeoutError,
 )
 from ._models import PackageReport
+from ._retry import is_transient
 from ._validate import describe
 
 __all__ = [
-    "DEFAULT_EXPIRY_GRACE",
-    "DEFAULT_MAX_POLL_INTERVAL",
-    "DEFAULT_POLL_INTERVAL",
-    "DEFAULT_WAIT_CONCURRENCY",
-    "POLL_BACKOFF",
-    "POLL_JITTER",
     "GetReport",
     "WaitSettings",
     "check_wait",
@@ -62,19 +55,6 @@ __all__ = [
 ]
 
 logger = logging.getLogger("vairo_async")
-
-#: Seconds before the first poll: a package is seldom final within a second of its send.
-DEFAULT_POLL_INTERVAL = 1.0
-#: The longest interval between two polls of one package.
-DEFAULT_MAX_POLL_INTERVAL = 30.0
-#: Each interval is this many times the one before, up to the cap.
-POLL_BACKOFF = 1.5
-#: Each interval is shortened at random by up to this fraction of itself.
-POLL_JITTER = 0.2
-#: Seconds a package may stay unsettled after its validity ended before the wait gives up.
-DEFAULT_EXPIRY_GRACE = 3600.0
-#: Report requests in flight at most during one `wait_all`.
-DEFAULT_WAIT_CONCURRENCY = 10
 
 GetReport = Callable[[int], Awaitable[PackageReport]]
 
@@ -167,13 +147,6 @@ def expiry_of(report: PackageReport) -> datetime:
     return max(report.expires_at, report.scheduled_at + report.validity)
 
 
-def _is_transient(error: VairoError) -> bool:
-    # The same failures the GET retry policy retries (see _retry.py).
-    if isinstance(error, TransportError | RateLimitError | ServerError):
-        return True
-    return isinstance(error, APIError) and error.status_code == 408
-
-
 async def _wait(
     get_report: GetReport,
     package_id: int,
@@ -194,7 +167,7 @@ async def _wait(
                     async with limiter:
                         report = await get_report(package_id)
                 except VairoError as error:
-                    if not _is_transient(error):
+                    if not is_transient(error):
                         raise
                     # A Retry-After longer than the client honours is honoured here instead.
                     hint = (error.retry_after if isinstance(error, APIError) else None) or 0.0

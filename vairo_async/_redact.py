@@ -1,4 +1,4 @@
-"""Keeping the API key out of logs, exception messages and tracebacks (DESIGN section 7).
+"""Keeping the API key out of logs, exception messages and tracebacks.
 
 The key travels in the query string (`?api_key=`), so anything that prints a request URL
 would print it: httpx logs every request URL at INFO, and transport errors may quote URLs.
@@ -8,11 +8,15 @@ from __future__ import annotations
 
 import logging
 import re
+from collections.abc import Iterable
 
 __all__ = ["REDACTED", "install_log_redaction", "redact", "scrub_exception"]
 
 REDACTED = "[REDACTED]"
-_KEY_PARAM = re.compile(r"(api_key=)[^&\s'\"#>)]*")
+# The value ends at the next parameter or at whitespace, nowhere else: httpx leaves quotes,
+# brackets and the like unencoded in a query it was given as text, so a key may hold them.
+# A quote or bracket around the URL may go too; a message loses a character, not the key.
+_KEY_PARAM = re.compile(r"(api_key=)[^&\s]*")
 
 
 def redact(text: str, secret: str) -> str:
@@ -25,25 +29,47 @@ def redact(text: str, secret: str) -> str:
 
 
 class _RedactingFilter(logging.Filter):
-    """Rewrites a record whose message carries an `api_key=` query value."""
+    """Rewrites a record whose message carries an `api_key=` query value or a known key."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        # Replaced, never changed in place: a thread logging through httpx may be iterating.
+        self.secrets: frozenset[str] = frozenset()
 
     def filter(self, record: logging.LogRecord) -> bool:
         message = record.getMessage()
-        if "api_key=" in message:
-            record.msg = _KEY_PARAM.sub(r"\1" + REDACTED, message)
+        redacted = message
+        if "api_key=" in redacted:
+            redacted = _KEY_PARAM.sub(r"\1" + REDACTED, redacted)
+        for secret in self.secrets:
+            if secret in redacted:
+                redacted = redacted.replace(secret, REDACTED)
+        if redacted is not message:
+            record.msg = redacted
             record.args = None
         return True
 
 
 _FILTER = _RedactingFilter()
+_MIN_SECRET = 8
 
 
-def install_log_redaction(*names: str) -> None:
+def install_log_redaction(*names: str, secrets: Iterable[str] = ()) -> None:
     """Attach the redacting filter to loggers that print request URLs (idempotent).
 
     By default the `httpx` logger, which logs "HTTP Request: POST <full url>" at INFO;
     httpcore and aiohttp log no URLs.
+
+    Args:
+        names: The loggers to filter; `httpx` when none is given.
+        secrets: Keys to replace wherever they appear in a message, not only after
+            `api_key=`. They are kept for the life of the process, for every filtered logger;
+            one shorter than 8 characters is only redacted after `api_key=`.
     """
+    # A key too short to be a real one would mangle ordinary words ("key" in "api_key");
+    # the api_key= rule still covers it in URLs.
+    long_enough = (secret for secret in secrets if len(secret) >= _MIN_SECRET)
+    _FILTER.secrets = _FILTER.secrets.union(long_enough)
     for name in names or ("httpx",):
         logger = logging.getLogger(name)
         if _FILTER not in logger.filters:

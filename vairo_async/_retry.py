@@ -1,4 +1,4 @@
-"""The retry policy (DESIGN section 4): what is retried, how long to wait, what is unknown.
+"""The retry policy: what is retried, how long to wait, what is unknown.
 
 There is no idempotency key in this API, so a send (POST SmsGonder) is retried only when
 the server certainly did not act on it. Every other failure after the request may have
@@ -39,7 +39,13 @@ from ._errors import (
     VairoError,
 )
 
-__all__ = ["RetryPolicy", "is_unknown_outcome", "parse_retry_after", "set_testing"]
+__all__ = [
+    "RetryPolicy",
+    "is_transient",
+    "is_unknown_outcome",
+    "parse_retry_after",
+    "set_testing",
+]
 
 T = TypeVar("T")
 P = ParamSpec("P")
@@ -107,7 +113,8 @@ def _certainly_not_acted(error: VairoError) -> bool:
     return isinstance(error, RateLimitError)
 
 
-def _transient(error: VairoError) -> bool:
+def is_transient(error: VairoError) -> bool:
+    """True for the failures a report request is retried on: network, 408, 429 and 5xx."""
     if isinstance(error, TransportError | RateLimitError | ServerError):
         return True
     return isinstance(error, APIError) and error.status_code == 408
@@ -173,7 +180,7 @@ class RetryPolicy:
         return hint is None or hint <= self._retry_after_max
 
     def _should_retry_get(self, error: BaseException) -> bool:
-        return isinstance(error, VairoError) and _transient(error) and self._honours_hint(error)
+        return isinstance(error, VairoError) and is_transient(error) and self._honours_hint(error)
 
     def _should_retry_post(self, error: BaseException) -> bool:
         if not isinstance(error, VairoError) or not self._honours_hint(error):

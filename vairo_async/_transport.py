@@ -10,11 +10,14 @@ that says what is known: only a failure to connect says the request never left.
 
 from __future__ import annotations
 
+import base64
 import functools
 import ssl
+import urllib.request
 
 import aiohttp
 import httpx
+import yarl
 
 from ._redact import redact
 
@@ -23,7 +26,8 @@ __all__ = ["AiohttpTransport"]
 # Most specific first: the first match wins.
 _EXCEPTIONS: tuple[tuple[type[BaseException], type[httpx.TransportError]], ...] = (
     (aiohttp.ConnectionTimeoutError, httpx.ConnectTimeout),  # pool wait or connect: not sent
-    (aiohttp.ClientConnectorError, httpx.ConnectError),  # refused, DNS, TLS: not sent
+    (aiohttp.ClientConnectorError, httpx.ConnectError),  # refused, DNS, TLS, proxy: not sent
+    (aiohttp.ClientHttpProxyError, httpx.ConnectError),  # the proxy refused the tunnel: not sent
     (aiohttp.SocketTimeoutError, httpx.ReadTimeout),
     (aiohttp.ServerTimeoutError, httpx.ReadTimeout),
     (aiohttp.ServerDisconnectedError, httpx.RemoteProtocolError),
@@ -47,6 +51,29 @@ def _httpx_error(exc: BaseException, request: httpx.Request) -> httpx.TransportE
     raise AssertionError("unreachable: ClientError is the last entry")  # pragma: no cover
 
 
+_Proxy = tuple[yarl.URL | None, str | None]
+
+
+def _env_proxy(url: httpx.URL) -> _Proxy:
+    """The proxy the environment names for `url` (`HTTP_PROXY`, `HTTPS_PROXY`), if any.
+
+    None when there is none for its scheme or `NO_PROXY` exempts its host. Credentials in the
+    proxy URL come back apart, as a `Proxy-Authorization` value, so that no URL an error
+    message may quote carries them.
+    """
+    proxy = urllib.request.getproxies().get(url.scheme)
+    if not proxy:
+        return None, None
+    host = url.host if url.port is None else f"{url.host}:{url.port}"
+    if url.host and urllib.request.proxy_bypass(host):
+        return None, None
+    parsed = yarl.URL(proxy if "://" in proxy else f"http://{proxy}")
+    if parsed.user is None and parsed.password is None:
+        return parsed, None
+    credentials = f"{parsed.user or ''}:{parsed.password or ''}".encode()
+    return parsed.with_user(None), f"Basic {base64.b64encode(credentials).decode()}"
+
+
 @functools.cache
 def _verified_context() -> ssl.SSLContext:
     """Verifying TLS with certifi's roots, as httpx does; built once (it loads ~150 roots)."""
@@ -60,6 +87,9 @@ class AiohttpTransport(httpx.AsyncBaseTransport):
     TLS set-up, and `pool + connect` the wait for a pooled connection and its set-up together
     (aiohttp times those as one). aiohttp has no write timeout.
 
+    Proxies from the environment (`HTTP_PROXY`, `HTTPS_PROXY`, `NO_PROXY`) are honoured, looked
+    up once per origin (scheme, host, port) for the life of the transport.
+
     Args:
         max_connections: Connections kept open at most; keep it at least as large as the
             number of requests you have in flight, so none waits inside the pool.
@@ -71,6 +101,7 @@ class AiohttpTransport(httpx.AsyncBaseTransport):
         self._keepalive_expiry = keepalive_expiry
         self._session: aiohttp.ClientSession | None = None
         self._timeouts: dict[tuple[float | None, ...], aiohttp.ClientTimeout] = {}
+        self._proxies: dict[tuple[str, str, int | None], _Proxy] = {}
 
     def _open(self) -> aiohttp.ClientSession:
         connector = aiohttp.TCPConnector(
@@ -100,30 +131,53 @@ class AiohttpTransport(httpx.AsyncBaseTransport):
             self._timeouts[key] = timeout
         return timeout
 
+    def _proxy(self, url: httpx.URL) -> _Proxy:
+        origin = (url.scheme, url.host, url.port)
+        proxy = self._proxies.get(origin)
+        if proxy is None:
+            proxy = self._proxies[origin] = _env_proxy(url)
+        return proxy
+
     async def handle_async_request(self, request: httpx.Request) -> httpx.Response:
         session = self._session or self._open()
+        headers = request.headers.multi_items()
+        proxy, authorization = self._proxy(request.url)
+        proxy_headers = None
+        if authorization is not None:
+            # An https request's credentials go on its CONNECT, never into the tunnel; a plain
+            # http one is read by the proxy itself. (aiohttp deprecates its `proxy_auth`.)
+            if request.url.scheme == "https":
+                proxy_headers = {"Proxy-Authorization": authorization}
+            else:
+                headers.append(("Proxy-Authorization", authorization))
         try:
             async with session.request(
                 request.method,
                 str(request.url),
-                headers=request.headers.multi_items(),
+                headers=headers,
                 data=request.content or None,
                 allow_redirects=False,
                 timeout=self._timeout(request),
+                proxy=proxy,
+                proxy_headers=proxy_headers,
             ) as answer:
                 content = await answer.read()
         except (aiohttp.ClientError, TimeoutError) as exc:
-            raise _httpx_error(exc, request) from None
-        return httpx.Response(
-            answer.status,
-            headers=answer.raw_headers,
-            content=content,
-            request=request,
-            extensions={
-                "http_version": b"HTTP/1.1",
-                "reason_phrase": (answer.reason or "").encode(),
-            },
-        )
+            error = _httpx_error(exc, request)
+        else:
+            return httpx.Response(
+                answer.status,
+                headers=answer.raw_headers,
+                content=content,
+                request=request,
+                extensions={
+                    "http_version": b"HTTP/1.1",
+                    "reason_phrase": (answer.reason or "").encode(),
+                },
+            )
+        # Raised outside the except clause, so the aiohttp exception is not kept as its
+        # context: that one's request_info holds the URL with the key, and proxy credentials.
+        raise error
 
     async def aclose(self) -> None:
         if self._session is not None:

@@ -1,4 +1,4 @@
-"""Input rules (DESIGN section 3), shared by single sends and bulk campaigns."""
+"""Input rules, shared by single sends and bulk campaigns."""
 
 from __future__ import annotations
 

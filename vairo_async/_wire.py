@@ -90,8 +90,6 @@ def _structure_bool(value: object, _: object) -> bool:
 def _structure_str(value: object, _: object) -> str:
     if type(value) is str:
         return value
-    if type(value) is int:
-        return str(value)
     raise ValueError(f"expected a string, got {value!r}")
 
 
@@ -156,7 +154,7 @@ def configure_converter(c: cattrs.Converter) -> None:
     """Teach `c` the VairoSMS wire rules.
 
     - int: an int or a string of digits (the send answer's id arrives either way); no bools.
-    - bool: only true or false; str: a string (an int is accepted as its digits).
+    - bool: only true or false; str: only a string (a number is a wrong type, not its digits).
     - datetime: "YYYY-MM-DD HH:MM:SS" is Europe/Istanbul wall-clock time -> aware datetime.
     - datetime | None: "0000-00-00 00:00:00", "" and null mean no time -> None.
     - timedelta: "HH:MM:SS", hours may exceed 24 ("36:30:00").

@@ -16,6 +16,7 @@ from typing import Any
 import attrs
 import httpx
 
+from .._constants import ISTANBUL
 from .._segments import segments
 from . import _responses as r
 from . import _texts as t
@@ -42,7 +43,7 @@ _DROP_BEFORE_LENGTH = 64
 
 
 def _istanbul_now() -> datetime:
-    return datetime.now(r.ISTANBUL)
+    return datetime.now(ISTANBUL)
 
 
 def _check_prefix(_: object, __: attrs.Attribute[str], value: str) -> None:
@@ -319,7 +320,8 @@ class FakeVairo:
             messages=tuple(
                 SentMessage(package_id, dest, text, sender, tr_char) for dest, text in rows
             ),
-            credits=sum(segments(text, tr_char=tr_char).count for _, text in rows),
+            # A body without tr_char means false: the SDK leaves it out exactly then.
+            credits=sum(segments(text, tr_char=bool(tr_char)).count for _, text in rows),
             created_at=self.now(),
             accepted_at=self.clock(),
             complete_after_polls=self.complete_after_polls if timed is None else None,

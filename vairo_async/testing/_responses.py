@@ -5,15 +5,14 @@ from __future__ import annotations
 import json
 from datetime import datetime, timedelta
 from typing import Any
-from zoneinfo import ZoneInfo
 
 import attrs
 
+from .._constants import ISTANBUL
 from . import _texts as t
 from ._state import FAILED, Package
 
 __all__ = [
-    "ISTANBUL",
     "NOT_SCHEDULED",
     "Answer",
     "error",
@@ -24,9 +23,6 @@ __all__ = [
     "server_error",
     "success",
 ]
-
-ISTANBUL = ZoneInfo("Europe/Istanbul")
-"""Time zone of every wall-clock time on the wire."""
 
 NOT_SCHEDULED = "0000-00-00 00:00:00"
 """`ileri_tarih` of a package sent immediately."""
@@ -107,7 +103,8 @@ def format_validity(validity: timedelta) -> str:
 def report_body(
     package: Package, *, validity: timedelta, id_as_string: bool = False
 ) -> dict[str, Any]:
-    """The `aciklama` object of GonderimBilgisi, every field of the seed sample plus `log`."""
+    """The `aciklama` object of GonderimBilgisi: every field of the API's documented sample
+    report, plus `log`."""
     created = format_wall_time(package.created_at)
     failed = package.status == FAILED
     return {
