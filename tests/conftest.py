@@ -1,13 +1,15 @@
 from __future__ import annotations
 
 import json
-from collections.abc import Iterator
+from collections.abc import AsyncIterator, Iterator
 from pathlib import Path
 from typing import Any
 
+import httpx
 import pytest
 
 from vairo_async._retry import set_testing
+from vairo_async.testing import FakeVairo
 
 DATA = Path(__file__).parent / "data"
 API_KEY = "sk-live-S3CR3T-0123456789abcdef"
@@ -29,3 +31,20 @@ def _no_backoff() -> Iterator[None]:
 def _clean_env(monkeypatch: pytest.MonkeyPatch) -> None:
     for name in ("VAIRO_API_KEY", "VAIRO_SENDER", "VAIRO_BASE_URL"):
         monkeypatch.delenv(name, raising=False)
+
+
+@pytest.fixture
+def fake() -> FakeVairo:
+    """A fresh emulator."""
+    return FakeVairo()
+
+
+@pytest.fixture(params=["in_process", "loopback"])
+async def http(request: pytest.FixtureRequest, fake: FakeVairo) -> AsyncIterator[httpx.AsyncClient]:
+    """A raw httpx client on the emulator, in-process and over a loopback socket."""
+    if request.param == "in_process":
+        async with httpx.AsyncClient(transport=fake.transport(), base_url=fake.base_url) as client:
+            yield client
+    else:
+        async with fake.serve() as url, httpx.AsyncClient(base_url=url) as client:
+            yield client

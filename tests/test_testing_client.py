@@ -33,11 +33,6 @@ from vairo_async.testing import FakeVairo, Fault, Outcome, RandomFaults
 MakeClient = Callable[..., AsyncVairoClient]
 
 
-@pytest.fixture
-def fake() -> FakeVairo:
-    return FakeVairo()
-
-
 @pytest.fixture(params=["in_process", "loopback", "loopback_httpx"])
 async def make_client(request: pytest.FixtureRequest, fake: FakeVairo) -> AsyncIterator[MakeClient]:
     """Builds clients on the emulator: in-process, or over a loopback socket through the

@@ -5,7 +5,6 @@ from __future__ import annotations
 import collections
 import contextlib
 import logging
-from collections.abc import AsyncIterator
 
 import httpx
 import pytest
@@ -16,21 +15,6 @@ from vairo_async.testing._server import silence_drops
 
 KEY = {"api_key": "test-api-key"}
 BODY = {"baslik": "ACME", "mesajlar": [{"msg": "Kodunuz 1234", "dest": "5399999999"}]}
-
-
-@pytest.fixture
-def fake() -> FakeVairo:
-    return FakeVairo()
-
-
-@pytest.fixture(params=["in_process", "loopback"])
-async def http(request: pytest.FixtureRequest, fake: FakeVairo) -> AsyncIterator[httpx.AsyncClient]:
-    if request.param == "in_process":
-        async with httpx.AsyncClient(transport=fake.transport(), base_url=fake.base_url) as client:
-            yield client
-    else:
-        async with fake.serve() as url, httpx.AsyncClient(base_url=url) as client:
-            yield client
 
 
 async def send(http: httpx.AsyncClient) -> httpx.Response:

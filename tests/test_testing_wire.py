@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import json
 import re
-from collections.abc import AsyncIterator
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
@@ -46,22 +45,6 @@ SAMPLE_FAILED_LOG_KEYS = {
     "updated_at",
 }
 WALL_TIME = re.compile(r"\d{4}-\d{2}-\d{2} \d{2}:\d{2}:\d{2}")
-
-
-@pytest.fixture
-def fake() -> FakeVairo:
-    return FakeVairo()
-
-
-@pytest.fixture(params=["in_process", "loopback"])
-async def http(request: pytest.FixtureRequest, fake: FakeVairo) -> AsyncIterator[httpx.AsyncClient]:
-    """A raw httpx client on the emulator, in-process and over a loopback socket."""
-    if request.param == "in_process":
-        async with httpx.AsyncClient(transport=fake.transport(), base_url=fake.base_url) as client:
-            yield client
-    else:
-        async with fake.serve() as url, httpx.AsyncClient(base_url=url) as client:
-            yield client
 
 
 async def send(http: httpx.AsyncClient, body: Any, key: str = "test-api-key") -> httpx.Response:
