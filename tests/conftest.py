@@ -1,23 +1,12 @@
 from __future__ import annotations
 
-import json
 from collections.abc import AsyncIterator, Iterator
-from pathlib import Path
-from typing import Any
 
 import httpx
 import pytest
 
 from vairo_async._retry import set_testing
 from vairo_async.testing import FakeVairo
-
-DATA = Path(__file__).parent / "data"
-API_KEY = "sk-live-S3CR3T-0123456789abcdef"
-
-
-def load_sample(name: str) -> Any:
-    """A sample answer copied verbatim from the GonderimBilgisi API document."""
-    return json.loads((DATA / name).read_text(encoding="utf-8"))
 
 
 @pytest.fixture(autouse=True)

@@ -8,7 +8,7 @@ import ssl
 import httpx
 import pytest
 
-from tests.conftest import API_KEY, load_sample
+from tests.support import API_KEY, load_sample
 from vairo_async import (
     AsyncVairoClient,
     ClientClosedError,

@@ -16,12 +16,12 @@ import attrs
 import click
 from rich.console import Console
 
-from ._cli_bulk import Tally, progress_bar, run_campaign
-from ._cli_common import EXIT_INCOMPLETE, EXIT_OK, EXIT_USAGE, CliError, figures, run_async, session
-from ._client import AsyncVairoClient
-from ._errors import WaitAllError
-from ._models import Message, PackageStatus
-from .testing import FakeVairo, Fault, RandomFaults
+from .._client import AsyncVairoClient
+from .._errors import WaitAllError
+from .._models import Message, PackageStatus
+from ..testing import FakeVairo, Fault, RandomFaults
+from .bulk import Tally, progress_bar, run_campaign
+from .common import EXIT_INCOMPLETE, EXIT_OK, EXIT_USAGE, CliError, figures, run_async, session
 
 __all__ = [
     "DEMO_FAULTS",

@@ -17,11 +17,11 @@ from rich.console import Console
 from rich.logging import RichHandler
 from rich.table import Table
 
-from ._client import AsyncVairoClient
-from ._constants import ENV_API_KEY, ENV_BASE_URL, ENV_SENDER
-from ._models import PackageReport
-from ._redact import redact
-from ._validate import check_sender
+from .._client import AsyncVairoClient
+from .._constants import ENV_API_KEY, ENV_BASE_URL, ENV_SENDER
+from .._models import PackageReport
+from .._redact import redact
+from .._validate import check_sender
 
 __all__ = [
     "ENV_API_KEY_FILE",

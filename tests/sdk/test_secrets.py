@@ -11,8 +11,8 @@ from collections.abc import AsyncIterator, Iterator
 import httpx
 import pytest
 
-from tests.conftest import API_KEY
-from tests.test_retry import TABLE, Counting
+from tests.sdk.test_retry import TABLE, Counting
+from tests.support import API_KEY
 from vairo_async import AsyncVairoClient, ConfigurationError, VairoError
 from vairo_async._redact import install_log_redaction, redact
 

@@ -14,7 +14,7 @@ from pathlib import Path
 
 import pytest
 
-ROOT = Path(__file__).resolve().parent.parent
+ROOT = Path(__file__).resolve().parents[2]
 HEADING = "## Testing your code"
 FILE_BLOCK = re.compile(r"^```python\n# (?P<name>[\w/]+\.py)\n(?P<code>.*?)^```", re.S | re.M)
 

@@ -16,7 +16,7 @@ from vairo_async.testing import FakeVairo
 from vairo_async.testing._cli import fault_rates, main
 from vairo_async.testing._server import bind
 
-ROOT = Path(__file__).resolve().parent.parent
+ROOT = Path(__file__).resolve().parents[2]
 
 
 async def test_serve_yields_a_loopback_base_url_and_stops() -> None:

@@ -12,7 +12,7 @@ import httpx
 import pytest
 import tenacity
 
-from tests.conftest import API_KEY, load_sample
+from tests.support import API_KEY, load_sample
 from vairo_async import (
     APIError,
     AsyncVairoClient,

@@ -20,7 +20,7 @@ import attrs
 import httpx
 import pytest
 
-from tests.conftest import API_KEY
+from tests.support import API_KEY
 from vairo_async import (
     APIError,
     AsyncVairoClient,

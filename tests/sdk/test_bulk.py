@@ -10,7 +10,7 @@ from collections.abc import AsyncIterator, Iterator
 import httpx
 import pytest
 
-from tests.conftest import API_KEY
+from tests.support import API_KEY
 from vairo_async import (
     AsyncVairoClient,
     BatchOutcome,

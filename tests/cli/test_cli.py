@@ -18,16 +18,16 @@ import pytest_asyncio
 from click.testing import CliRunner, Result
 from rich.console import Console
 
-from tests.conftest import API_KEY
+from tests.support import API_KEY
 from vairo_async import __main__ as entry
 from vairo_async._cli import cli
-from vairo_async._cli_bulk import Report, _bulk, scan_csv
-from vairo_async._cli_common import Api, Session, figures
-from vairo_async._cli_demo import FAILING_ROW, demo_figures, demo_number, demo_rows, run_demo
+from vairo_async._cli.bulk import Report, _bulk, scan_csv
+from vairo_async._cli.common import Api, Session, figures
+from vairo_async._cli.demo import FAILING_ROW, demo_figures, demo_number, demo_rows, run_demo
 from vairo_async._phone import normalize_number
 from vairo_async.testing import FakeVairo, Fault, RandomFaults
 
-ROOT = Path(__file__).resolve().parent.parent
+ROOT = Path(__file__).resolve().parents[2]
 
 # (to, text) rows of the bulk test's CSV, and the file line each starts on; None marks the
 # blank line. Row 4's text spans two lines; bad rows are marked in BAD_LINES.
@@ -425,7 +425,8 @@ def test_without_the_cli_extra_one_line_names_it(
     monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
 ) -> None:
     monkeypatch.setitem(sys.modules, "click", None)
-    monkeypatch.delitem(sys.modules, "vairo_async._cli")
+    for name in [m for m in sys.modules if m.partition(".")[2].startswith("_cli")]:
+        monkeypatch.delitem(sys.modules, name)
 
     assert entry.main(["demo"]) == 2
 

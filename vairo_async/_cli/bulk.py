@@ -21,7 +21,11 @@ import click
 from rich.console import Console
 from rich.progress import BarColumn, Progress, TaskProgressColumn, TextColumn
 
-from ._cli_common import (
+from .._client import AsyncVairoClient
+from .._constants import DEFAULT_BATCH_SIZE, DEFAULT_CONCURRENCY, DEFAULT_MAX_CONNECTIONS
+from .._models import BatchOutcome, BulkProgress, Message
+from .._phone import normalize_number
+from .common import (
     EXIT_INCOMPLETE,
     EXIT_OK,
     Api,
@@ -33,10 +37,6 @@ from ._cli_common import (
     sender_option,
     session,
 )
-from ._client import AsyncVairoClient
-from ._constants import DEFAULT_BATCH_SIZE, DEFAULT_CONCURRENCY, DEFAULT_MAX_CONNECTIONS
-from ._models import BatchOutcome, BulkProgress, Message
-from ._phone import normalize_number
 
 __all__ = [
     "CsvLayout",

@@ -1,6 +1,6 @@
-"""`vairo-sms`: the command line (the `cli` extra). Bulk and demo live in `_cli_bulk`, `_cli_demo`.
+"""`vairo-sms`: the group and its small commands. Bulk and demo live in `bulk`, `demo`.
 
-Every failure ends as one line on stderr and an exit status (see `_cli_common`): no traceback
+Every failure ends as one line on stderr and an exit status (see `common`): no traceback
 for bad usage or bad input, and no API key in any output.
 """
 
@@ -15,8 +15,13 @@ from typing import Any
 import click
 from rich.table import Table
 
-from ._cli_bulk import bulk
-from ._cli_common import (
+from .._constants import DEFAULT_MAX_POLL_INTERVAL, DEFAULT_POLL_INTERVAL, DEFAULT_WAIT_CONCURRENCY
+from .._errors import ConfigurationError, InvalidRequestError, VairoError, WaitAllError
+from .._models import PackageReport, PackageStatus
+from .._segments import segments, transliterate_turkish
+from .._version import __version__
+from .bulk import bulk
+from .common import (
     EXIT_INCOMPLETE,
     EXIT_INTERRUPTED,
     EXIT_OK,
@@ -33,12 +38,7 @@ from ._cli_common import (
     sender_option,
     session,
 )
-from ._cli_demo import demo
-from ._constants import DEFAULT_MAX_POLL_INTERVAL, DEFAULT_POLL_INTERVAL, DEFAULT_WAIT_CONCURRENCY
-from ._errors import ConfigurationError, InvalidRequestError, VairoError, WaitAllError
-from ._models import PackageReport, PackageStatus
-from ._segments import segments, transliterate_turkish
-from ._version import __version__
+from .demo import demo
 
 __all__ = ["cli"]
 
@@ -295,7 +295,7 @@ def emulator(args: tuple[str, ...]) -> int:
 
     Takes the options of python -m vairo_async.testing: see vairo-sms emulator --help.
     """
-    from .testing._cli import main
+    from ..testing._cli import main
 
     return main(list(args), prog=f"{PROG} emulator")
 

@@ -7,7 +7,7 @@ from datetime import datetime, timedelta
 
 import pytest
 
-from tests.conftest import load_sample
+from tests.support import load_sample
 from vairo_async import (
     APIError,
     AuthenticationError,
