@@ -20,6 +20,8 @@ from .._constants import ISTANBUL
 from .._segments import segments
 from . import _responses as r
 from . import _texts as t
+from ._control import answer as control_answer
+from ._control import control_name
 from ._faults import DropConnection, Endpoint, Fault, FaultKind, FaultPlan, RandomFaults, Target
 from ._state import Ledger, Outcome, Package, RequestRecord, SentMessage
 from ._validate import Invalid, parse_send
@@ -225,6 +227,10 @@ class FakeVairo:
     async def _http(self, scope: Scope, receive: Receive, send: Send) -> None:
         body = await _read_body(receive)
         if body is None:
+            return
+        control = control_name(scope["path"], self.prefix)
+        if control is not None:
+            await _respond(send, control_answer(self, control, scope, body))
             return
         endpoint, package_ref = self._route(scope["path"])
         if endpoint is None:
