@@ -162,7 +162,7 @@ class FakeVairo:
     def reset(self) -> None:
         """Forget packages, messages, requests, faults and peaks; ids continue where they were."""
         self._ledger.clear()
-        self._faults.clear()
+        self.clear_faults()
         self._peak.clear()
 
     # -- faults --------------------------------------------------------------------------------
