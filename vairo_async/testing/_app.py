@@ -59,7 +59,8 @@ class FakeVairo:
 
     It records every accepted message, moves packages from SENDING (0) to COMPLETED (1), or
     FAILED (-1) with a `log`, and injects faults on demand. Run it in-process with
-    `transport()` or on a loopback port with `serve()`.
+    `transport()` or on a loopback port with `serve()`. Under `{prefix}_emulator/` it also
+    answers control endpoints, for `RemoteFakeVairo` to inspect and steer it from elsewhere.
 
     Life cycle: each package's rule is fixed when it is accepted. With
     `complete_after_seconds` set, the package turns final at the first report poll at least
