@@ -9,7 +9,7 @@ from __future__ import annotations
 import json
 from collections.abc import Mapping
 from datetime import datetime
-from typing import TYPE_CHECKING, Any, TypeVar
+from typing import TYPE_CHECKING, Any
 
 import attrs
 import cattrs
@@ -36,8 +36,6 @@ __all__ = [
     "make_converter",
     "records_of",
 ]
-
-T = TypeVar("T")
 
 TARGETS: tuple[Target, ...] = ("send", "report", "both")
 """Values of a fault's `endpoint`."""
