@@ -91,7 +91,7 @@ def test_the_testing_snippet_runs(tmp_path: Path) -> None:
     result = run_pytest(tmp_path)
 
     assert result.returncode == 0, result.stdout + result.stderr
-    assert re.search(r"\b3 passed\b", result.stdout), result.stdout
+    assert re.search(r"\b4 passed\b", result.stdout), result.stdout
 
 
 @pytest.mark.parametrize("mode", ["strict", "auto"])

@@ -20,7 +20,15 @@ from vairo_async import (
     segments,
     transliterate_turkish,
 )
-from vairo_async.testing import FakeVairo, Fault
+from vairo_async.testing import (
+    FakeVairo,
+    Fault,
+    Package,
+    RandomFaults,
+    RemoteFakeVairo,
+    RequestRecord,
+    SentMessage,
+)
 
 
 async def everything() -> None:
@@ -60,3 +68,19 @@ async def everything() -> None:
     encoding: Encoding = cost.encoding
     plain: str = transliterate_turkish("Şifre")
     print(credits, final, failed, encoding, plain)
+
+
+async def remote_emulator() -> None:
+    async with RemoteFakeVairo("http://127.0.0.1:8080/Panel/api/v1/", api_key="key") as fake:
+        await fake.inject(Fault.server_error(503), endpoint="send", times=2)
+        await fake.set_random_faults(RandomFaults({Fault.drop_after_accept(): 0.1}, seed=1))
+        messages: tuple[SentMessage, ...] = await fake.messages()
+        mine: list[SentMessage] = await fake.sent_to("5399999999")
+        package: Package = (await fake.packages())[1]
+        records: tuple[RequestRecord, ...] = await fake.requests()
+        twice: dict[tuple[str, str], int] = await fake.duplicates()
+        count: int = await fake.request_count("send", "accepted")
+        peak: int = await fake.peak_concurrency("report")
+        await fake.complete_now(package.package_id)
+        await fake.reset()
+        print(messages, mine, records, twice, count, peak)

@@ -20,6 +20,8 @@ from .._constants import ISTANBUL
 from .._segments import segments
 from . import _responses as r
 from . import _texts as t
+from ._control import answer as control_answer
+from ._control import control_name
 from ._faults import DropConnection, Endpoint, Fault, FaultKind, FaultPlan, RandomFaults, Target
 from ._state import Ledger, Outcome, Package, RequestRecord, SentMessage
 from ._validate import Invalid, parse_send
@@ -57,7 +59,8 @@ class FakeVairo:
 
     It records every accepted message, moves packages from SENDING (0) to COMPLETED (1), or
     FAILED (-1) with a `log`, and injects faults on demand. Run it in-process with
-    `transport()` or on a loopback port with `serve()`.
+    `transport()` or on a loopback port with `serve()`. Under `{prefix}_emulator/` it also
+    answers control endpoints, for `RemoteFakeVairo` to inspect and steer it from elsewhere.
 
     Life cycle: each package's rule is fixed when it is accepted. With
     `complete_after_seconds` set, the package turns final at the first report poll at least
@@ -160,7 +163,7 @@ class FakeVairo:
     def reset(self) -> None:
         """Forget packages, messages, requests, faults and peaks; ids continue where they were."""
         self._ledger.clear()
-        self._faults.clear()
+        self.clear_faults()
         self._peak.clear()
 
     # -- faults --------------------------------------------------------------------------------
@@ -225,6 +228,10 @@ class FakeVairo:
     async def _http(self, scope: Scope, receive: Receive, send: Send) -> None:
         body = await _read_body(receive)
         if body is None:
+            return
+        control = control_name(scope["path"], self.prefix)
+        if control is not None:
+            await _respond(send, control_answer(self, control, scope, body))
             return
         endpoint, package_ref = self._route(scope["path"])
         if endpoint is None:

@@ -4,16 +4,21 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import contextlib
+import os
 import sys
-from collections.abc import Sequence
+from collections.abc import Callable, Iterator, Sequence
+from contextlib import AbstractContextManager
 from datetime import timedelta
+from pathlib import Path
 from typing import NoReturn
 
 from ._app import DEFAULT_API_KEY, DEFAULT_PREFIX, FakeVairo
+from ._codec import dump_records
 from ._faults import Fault, RandomFaults
 from ._server import MISSING_UVICORN, base_url, bind, import_uvicorn, make_config, silence_drops
 
-__all__ = ["PROG", "build_parser", "fault_rates", "main"]
+__all__ = ["PROG", "build_parser", "fault_rates", "main", "write_records"]
 
 _FAULT_NAMES = ("rate_limit", "500", "502", "503", "504", "html", "drop_before", "drop_after")
 
@@ -85,6 +90,12 @@ def build_parser(prog: str = PROG) -> argparse.ArgumentParser:
     faults.add_argument("--fault-endpoint", choices=("send", "report", "both"), default="both")
     faults.add_argument("--retry-after", type=float, default=1.0, help="Retry-After of 429s")
     faults.add_argument("--seed", type=int, help="seed for random faults")
+    parser.add_argument(
+        "--dump-on-exit",
+        type=Path,
+        metavar="FILE",
+        help="write the records (messages, packages, requests, ...) as JSON to FILE on exit",
+    )
     parser.add_argument("--log-level", default="warning", help="uvicorn log level")
     return parser
 
@@ -113,6 +124,33 @@ def fault_rates(specs: Sequence[str], *, retry_after: float) -> dict[Fault, floa
     return rates
 
 
+def write_records(fake: FakeVairo, path: Path) -> None:
+    """Write `fake`'s records as JSON to `path`, whole or not at all (a reader never sees half)."""
+    partial = path.with_name(f".{path.name}.partial")
+    partial.write_bytes(dump_records(fake))
+    os.replace(partial, path)
+
+
+def _dumping(
+    capture_signals: Callable[[], AbstractContextManager[None]], fake: FakeVairo, path: Path
+) -> Callable[[], AbstractContextManager[None]]:
+    """Wrap uvicorn's signal capture so the records are written once the server has stopped.
+
+    uvicorn re-raises a captured SIGINT or SIGTERM when its capture ends, and SIGTERM's default
+    action ends the process there; writing inside the capture works for both.
+    """
+
+    @contextlib.contextmanager
+    def capture() -> Iterator[None]:
+        with capture_signals():
+            try:
+                yield
+            finally:
+                write_records(fake, path)
+
+    return capture
+
+
 def main(argv: Sequence[str] | None = None, *, prog: str = PROG) -> int:
     """Run the command; returns the exit status. `vairo-sms emulator` calls it with its `prog`."""
     parser = build_parser(prog)
@@ -137,10 +175,14 @@ def main(argv: Sequence[str] | None = None, *, prog: str = PROG) -> int:
             if rates
             else None,
         )
+        if args.dump_on_exit is not None and not args.dump_on_exit.parent.is_dir():
+            raise ValueError(f"--dump-on-exit: no directory {str(args.dump_on_exit.parent)!r}")
         sock = bind(args.host, args.port, allow_non_loopback=args.allow_non_loopback)
     except (ValueError, OSError) as exc:
         parser.error(str(exc))
     server = uvicorn.Server(make_config(fake, log_level=args.log_level))
+    if args.dump_on_exit is not None:
+        server.capture_signals = _dumping(server.capture_signals, fake, args.dump_on_exit)
     silence_drops()
     print(f"VAIRO_BASE_URL={base_url(sock, fake.prefix)}", flush=True)
     print(f"VAIRO_API_KEY={fake.api_key}", flush=True)

@@ -136,10 +136,11 @@ class DropConnection(Exception):
 
 def _checked_rates(rates: Mapping[Fault, float]) -> dict[Fault, float]:
     checked = dict(rates)
-    if any(not 0.0 <= rate <= 1.0 for rate in checked.values()):
-        raise ValueError("each fault rate must be between 0 and 1")
+    for rate in checked.values():
+        if not 0.0 <= rate <= 1.0:
+            raise ValueError(f"each fault rate must be between 0 and 1, not {rate!r}")
     if sum(checked.values()) > 1.0 + 1e-9:
-        raise ValueError("fault rates must add up to at most 1")
+        raise ValueError(f"fault rates must add up to at most 1, not {sum(checked.values())!r}")
     return checked
 
 
@@ -185,7 +186,7 @@ class FaultPlan:
         if endpoint not in _TARGETS:
             raise ValueError(f"endpoint must be one of {_TARGETS}, not {endpoint!r}")
         if times < 1:
-            raise ValueError("times must be at least 1")
+            raise ValueError(f"times must be at least 1, not {times!r}")
         self._scripted.append(_Scripted(fault, endpoint, times))
 
     def set_random(self, faults: RandomFaults | None) -> None:
