@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import contextlib
+import weakref
 from collections.abc import AsyncGenerator, Awaitable, Callable, Iterable
 from types import TracebackType
 from typing import Self, TypeVar
@@ -34,7 +35,7 @@ from ._errors import (
 )
 from ._models import BatchOutcome, BulkResult, Message, PackageReport, Submission
 from ._poll import check_wait, run_wait, run_wait_all
-from ._redact import install_log_redaction, redact, scrub_exception
+from ._redact import hold_secret, install_log_redaction, redact, scrub_exception
 from ._retry import RetryPolicy, parse_retry_after
 from ._segments import credits_of, needs_turkish_shift
 from ._validate import Problems, check_message, check_sender, describe
@@ -120,7 +121,10 @@ class AsyncVairoClient:
             retry_after_max=settings.retry_after_max,
             retry_unknown_outcomes=settings.retry_unknown_outcomes,
         )
-        install_log_redaction(secrets=(key,))
+        install_log_redaction()
+        # The log filter replaces this key while the client is open: released at aclose(),
+        # or when a client that was never closed is collected.
+        self._release_key = weakref.finalize(self, hold_secret(key))
         self._owns_http = http_client is None
         if http_client is None:
             if transport is None:
@@ -153,8 +157,11 @@ class AsyncVairoClient:
         if self._closed:
             return
         self._closed = True
-        if self._owns_http:
-            await self._http.aclose()
+        try:
+            if self._owns_http:
+                await self._http.aclose()
+        finally:
+            self._release_key()
 
     def _checked_sender(self, sender: str | None, problems: Problems) -> str | None:
         """The call's sender, else the client's; a problem is recorded if it is unusable."""
