@@ -74,8 +74,9 @@ class AsyncVairoClient:
             `concurrency` may not exceed it, so no request waits inside the pool.
 
     Raises:
-        ConfigurationError: No API key, an unsafe base URL, or both `http_client` and
-            `transport`.
+        ConfigurationError: Listing every bad argument (no API key, an unsafe base URL,
+            a negative timeout or backoff, both `http_client` and `transport`, ...; the
+            README's "Configuration" says what each must be).
 
     .. versionadded:: 0.1.0
     """
