@@ -3,8 +3,7 @@
 from __future__ import annotations
 
 import contextlib
-import ipaddress
-import os
+import weakref
 from collections.abc import AsyncGenerator, Awaitable, Callable, Iterable
 from types import TracebackType
 from typing import Self, TypeVar
@@ -12,11 +11,10 @@ from typing import Self, TypeVar
 import httpx
 
 from ._bulk import Campaign, Messages, ProgressHook
+from ._config import BulkSettings, ClientSettings
 from ._constants import (
-    DEFAULT_BASE_URL,
     DEFAULT_BATCH_SIZE,
     DEFAULT_CONCURRENCY,
-    DEFAULT_CONNECT_TIMEOUT,
     DEFAULT_EXPIRY_GRACE,
     DEFAULT_MAX_CONNECTIONS,
     DEFAULT_MAX_POLL_INTERVAL,
@@ -25,27 +23,22 @@ from ._constants import (
     DEFAULT_RETRY_AFTER_MAX,
     DEFAULT_RETRY_BACKOFF,
     DEFAULT_RETRY_BACKOFF_MAX,
-    DEFAULT_TIMEOUT,
     DEFAULT_WAIT_CONCURRENCY,
-    ENV_API_KEY,
-    ENV_BASE_URL,
-    ENV_SENDER,
     REPORT_ENDPOINT,
     SEND_ENDPOINT,
 )
 from ._errors import (
     BulkInputError,
     ClientClosedError,
-    ConfigurationError,
     InvalidRequestError,
     TransportError,
 )
 from ._models import BatchOutcome, BulkResult, Message, PackageReport, Submission
 from ._poll import check_wait, run_wait, run_wait_all
-from ._redact import install_log_redaction, redact, scrub_exception
+from ._redact import hold_secret, install_log_redaction, redact, scrub_exception
 from ._retry import RetryPolicy, parse_retry_after
 from ._segments import credits_of, needs_turkish_shift
-from ._validate import check_message, check_sender, describe
+from ._validate import Problems, check_message, check_sender, describe
 from ._wire import decode, encode_send
 
 __all__ = ["AsyncVairoClient"]
@@ -55,39 +48,6 @@ T = TypeVar("T")
 # Failures that happen before the request leaves the client: a resend cannot duplicate.
 _NOT_SENT = (httpx.ConnectError, httpx.ConnectTimeout, httpx.PoolTimeout, httpx.UnsupportedProtocol)
 _JSON = {"content-type": "application/json"}
-
-
-def _is_loopback(host: str) -> bool:
-    if host == "localhost":
-        return True
-    try:
-        return ipaddress.ip_address(host).is_loopback
-    except ValueError:
-        return False
-
-
-def _checked_base_url(base_url: str, secret: str) -> str:
-    # Messages quote the URL as given, with any `api_key=` value and copy of `secret` taken
-    # out: a key pasted into the URL is an easy mistake. Not the parsed host: httpx lowercases
-    # it, and a lowercased key would escape the literal match.
-    quoted = repr(redact(str(base_url), secret))
-    try:
-        url = httpx.URL(base_url)
-    except httpx.InvalidURL as exc:
-        raise ConfigurationError(
-            f"base_url is not a valid URL ({redact(str(exc), secret)}), got {quoted}"
-        ) from None
-    if url.scheme not in ("https", "http") or not url.host:
-        raise ConfigurationError(f"base_url must be an http(s) URL, got {quoted}")
-    if url.scheme == "http" and not _is_loopback(url.host):
-        raise ConfigurationError(
-            f"refusing plain http to {quoted}: the API key would travel unencrypted; "
-            "use https (plain http is allowed only for loopback test servers)"
-        )
-    if url.query or url.userinfo:
-        raise ConfigurationError("base_url must not carry a query string or credentials")
-    text = str(url)
-    return text if text.endswith("/") else text + "/"
 
 
 class AsyncVairoClient:
@@ -114,8 +74,9 @@ class AsyncVairoClient:
             `concurrency` may not exceed it, so no request waits inside the pool.
 
     Raises:
-        ConfigurationError: No API key, an unsafe base URL, or both `http_client` and
-            `transport`.
+        ConfigurationError: Listing every bad argument (no API key, an unsafe base URL,
+            a negative timeout or backoff, both `http_client` and `transport`, ...; the
+            README's "Configuration" says what each must be).
 
     .. versionadded:: 0.1.0
     """
@@ -136,42 +97,42 @@ class AsyncVairoClient:
         transport: httpx.AsyncBaseTransport | None = None,
         max_connections: int = DEFAULT_MAX_CONNECTIONS,
     ) -> None:
-        key = api_key if api_key is not None else os.environ.get(ENV_API_KEY)
-        if not key or not key.strip():
-            raise ConfigurationError(f"no API key: pass api_key= or set {ENV_API_KEY}")
-        self._key = key
-        self._sender = sender if sender is not None else os.environ.get(ENV_SENDER)
-        if self._sender is not None:
-            try:
-                check_sender(self._sender)
-            except ValueError as exc:
-                raise ConfigurationError(f"sender={describe(self._sender)}: {exc}") from None
-        self.base_url = _checked_base_url(
-            base_url or os.environ.get(ENV_BASE_URL) or DEFAULT_BASE_URL, key
-        )
-        if http_client is not None and transport is not None:
-            raise ConfigurationError("pass http_client or transport, not both")
-        if max_retries < 0:
-            raise ConfigurationError(f"max_retries must be 0 or more, got {max_retries}")
-        self._retry = RetryPolicy(
+        settings = ClientSettings(
+            api_key=api_key,
+            sender=sender,
+            base_url=base_url,
+            timeout=timeout,
             max_retries=max_retries,
-            backoff=retry_backoff,
-            backoff_max=retry_backoff_max,
+            retry_backoff=retry_backoff,
+            retry_backoff_max=retry_backoff_max,
             retry_after_max=retry_after_max,
             retry_unknown_outcomes=retry_unknown_outcomes,
+            http_client=http_client,
+            transport=transport,
+            max_connections=max_connections,
         )
-        install_log_redaction(secrets=(key,))
+        self._settings = settings
+        self._key = key = settings.api_key
+        self._sender = settings.sender
+        self.base_url = settings.base_url
+        self._retry = RetryPolicy(
+            max_retries=settings.max_retries,
+            backoff=settings.retry_backoff,
+            backoff_max=settings.retry_backoff_max,
+            retry_after_max=settings.retry_after_max,
+            retry_unknown_outcomes=settings.retry_unknown_outcomes,
+        )
+        install_log_redaction()
+        # The log filter replaces this key while the client is open: released at aclose(),
+        # or when a client that was never closed is collected.
+        self._release_key = weakref.finalize(self, hold_secret(key))
         self._owns_http = http_client is None
-        self._max_connections: int | None = None
         if http_client is None:
-            if timeout is None:
-                timeout = httpx.Timeout(DEFAULT_TIMEOUT, connect=DEFAULT_CONNECT_TIMEOUT)
             if transport is None:
                 from ._transport import AiohttpTransport
 
-                transport = AiohttpTransport(max_connections=max_connections)
-                self._max_connections = max_connections
-            http_client = httpx.AsyncClient(transport=transport, timeout=timeout)
+                transport = AiohttpTransport(max_connections=settings.max_connections)
+            http_client = httpx.AsyncClient(transport=transport, timeout=settings.http_timeout)
         self._http = http_client
         self._params = {"api_key": key}
         self._send_url = httpx.URL(self.base_url + SEND_ENDPOINT, params=self._params)
@@ -197,25 +158,18 @@ class AsyncVairoClient:
         if self._closed:
             return
         self._closed = True
-        if self._owns_http:
-            await self._http.aclose()
+        try:
+            if self._owns_http:
+                await self._http.aclose()
+        finally:
+            self._release_key()
 
-    def _pool_problems(self, concurrency: object) -> list[str]:
-        """A problem line when `concurrency` exceeds the default transport's pool."""
-        limit = self._max_connections
-        if limit is None or type(concurrency) is not int or concurrency <= limit:
-            return []
-        return [
-            f"concurrency={concurrency} exceeds the client's max_connections={limit}: "
-            "requests would wait inside the connection pool"
-        ]
-
-    def _checked_sender(self, sender: str | None, problems: list[str]) -> str | None:
-        """The call's sender, else the client's; a problem is appended if it is unusable."""
+    def _checked_sender(self, sender: str | None, problems: Problems) -> str | None:
+        """The call's sender, else the client's; a problem is recorded if it is unusable."""
         try:
             return check_sender(self._sender if sender is None else sender)
         except ValueError as exc:
-            problems.append(f"sender: {exc}")
+            problems.add(f"sender: {exc}")
             return None
 
     def _check_open(self) -> None:
@@ -271,21 +225,20 @@ class AsyncVairoClient:
         """
         self._check_open()
         batch = list(messages)
-        problems: list[str] = []
+        problems = Problems(InvalidRequestError)
         sender = self._checked_sender(sender, problems)
         if not batch:
-            problems.append("no recipients: the message list is empty")
+            problems.add("no recipients: the message list is empty")
         if tr_char is not None and type(tr_char) is not bool:
-            problems.append(f"tr_char must be True, False or None, got {describe(tr_char)}")
+            problems.add(f"tr_char must be True, False or None, got {describe(tr_char)}")
         checked = []
         for index, message in enumerate(batch):
             try:
                 checked.append(check_message(message))
             except (TypeError, ValueError) as exc:
                 where = f"messages[{index}]: " if len(batch) > 1 else ""
-                problems.append(f"{where}{exc}")
-        if problems:
-            raise InvalidRequestError(problems)
+                problems.add(f"{where}{exc}")
+        problems.check()
         assert sender is not None
         if tr_char is None:
             tr_char = any(needs_turkish_shift(message.text) for message in checked)
@@ -379,22 +332,21 @@ class AsyncVairoClient:
             InvalidRequestError: Listing every bad setting, before any input is read.
         """
         self._check_open()
-        problems: list[str] = []
+        problems = Problems(InvalidRequestError)
         checked_sender = self._checked_sender(sender, problems)
-        for name, value in (("batch_size", batch_size), ("concurrency", concurrency)):
-            if type(value) is not int or value < 1:
-                problems.append(f"{name}={describe(value)}: must be a positive integer")
-        problems.extend(self._pool_problems(concurrency))
-        if rate is not None and (not isinstance(rate, int | float) or not rate > 0):
-            problems.append(f"rate={describe(rate)}: must be a positive number or None")
-        if problems or checked_sender is None:
-            raise InvalidRequestError(problems)
+        settings = problems.build(
+            BulkSettings, batch_size=batch_size, concurrency=concurrency, rate=rate
+        )
+        problems.extend(self._settings.pool_problems(concurrency))
+        problems.check()
+        assert checked_sender is not None
+        assert settings is not None
         return Campaign(
             self,
             sender=checked_sender,
-            batch_size=batch_size,
-            concurrency=concurrency,
-            rate=rate,
+            batch_size=settings.batch_size,
+            concurrency=settings.concurrency,
+            rate=settings.rate,
             on_progress=on_progress,
         )
 
@@ -550,6 +502,6 @@ class AsyncVairoClient:
             max_poll_interval=max_poll_interval,
             expiry_grace=expiry_grace,
         )
-        if problems := self._pool_problems(concurrency):
+        if problems := self._settings.pool_problems(concurrency):
             raise InvalidRequestError(problems)
         return run_wait_all(self.get_report, ids, settings, concurrency)

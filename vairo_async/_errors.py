@@ -50,7 +50,18 @@ class VairoError(Exception):
 
 
 class ConfigurationError(VairoError):
-    """The client cannot be built as asked: no API key, or an unsafe base URL."""
+    """The client cannot be built as asked: no API key, an unsafe base URL, a bad knob.
+
+    Attributes:
+        problems: One line per bad setting, each naming the setting and what is wrong with
+            it; the API key's value is never quoted.
+    """
+
+    def __init__(self, problems: str | list[str] | tuple[str, ...]) -> None:
+        self.problems = (problems,) if isinstance(problems, str) else tuple(problems)
+        count = len(self.problems)
+        head = "" if count == 1 else f"{count} configuration problems: "
+        super().__init__(head + "; ".join(self.problems))
 
 
 class ClientClosedError(VairoError, RuntimeError):

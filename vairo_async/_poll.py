@@ -21,14 +21,12 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
-import math
 import random
 from collections.abc import AsyncGenerator, Awaitable, Callable, Iterable, Iterator
 from contextlib import AbstractAsyncContextManager
 from datetime import UTC, datetime, timedelta
 
-import attrs
-
+from ._config import WaitSettings
 from ._constants import POLL_BACKOFF, POLL_JITTER
 from ._errors import (
     APIError,
@@ -42,11 +40,10 @@ from ._errors import (
 )
 from ._models import PackageReport
 from ._retry import is_transient
-from ._validate import describe
+from ._validate import Problems, describe
 
 __all__ = [
     "GetReport",
-    "WaitSettings",
     "check_wait",
     "expiry_of",
     "poll_delays",
@@ -60,27 +57,6 @@ GetReport = Callable[[int], Awaitable[PackageReport]]
 
 # Errors about the client rather than one package: every other package would fail the same.
 _CLIENT_WIDE = (AuthenticationError, ClientClosedError)
-
-
-@attrs.frozen
-class WaitSettings:
-    """A wait's checked arguments, shared by every package of a `wait_all`.
-
-    Attributes:
-        timeout: Seconds the whole wait may last, or None for no limit.
-        poll_interval: Seconds before the first poll, and the first interval.
-        max_poll_interval: The longest interval between polls.
-        expiry_grace: Seconds past a package's expiry before giving up, or None for never.
-    """
-
-    timeout: float | None
-    poll_interval: float
-    max_poll_interval: float
-    expiry_grace: float | None
-
-
-def _is_number(value: object) -> bool:
-    return isinstance(value, int | float) and not isinstance(value, bool) and math.isfinite(value)
 
 
 def check_wait(
@@ -102,28 +78,23 @@ def check_wait(
         InvalidRequestError: Listing every bad id and argument.
     """
     ids = list(package_ids)
-    problems = [
+    problems = Problems(InvalidRequestError)
+    problems.extend(
         f"{'package_id' if single else f'package_ids[{index}]'}={describe(value)}: "
         "must be a non-negative integer"
         for index, value in enumerate(ids)
         if type(value) is not int or value < 0
-    ]
-    if type(concurrency) is not int or concurrency < 1:
-        problems.append(f"concurrency={describe(concurrency)}: must be a positive integer")
-    if timeout is not None and not (_is_number(timeout) and timeout >= 0):
-        problems.append(f"timeout={describe(timeout)}: must be a number >= 0, or None")
-    if not (_is_number(poll_interval) and poll_interval > 0):
-        problems.append(f"poll_interval={describe(poll_interval)}: must be a number > 0")
-    elif not (_is_number(max_poll_interval) and max_poll_interval >= poll_interval):
-        problems.append(
-            f"max_poll_interval={describe(max_poll_interval)}: must be a number "
-            f">= poll_interval ({poll_interval:g})"
-        )
-    if expiry_grace is not None and not (_is_number(expiry_grace) and expiry_grace >= 0):
-        problems.append(f"expiry_grace={describe(expiry_grace)}: must be a number >= 0, or None")
-    if problems:
-        raise InvalidRequestError(problems)
-    settings = WaitSettings(timeout, poll_interval, max_poll_interval, expiry_grace)
+    )
+    problems.integer("concurrency", concurrency, minimum=1)
+    settings = problems.build(
+        WaitSettings,
+        timeout=timeout,
+        poll_interval=poll_interval,
+        max_poll_interval=max_poll_interval,
+        expiry_grace=expiry_grace,
+    )
+    problems.check()
+    assert settings is not None
     return list(dict.fromkeys(ids)), settings
 
 

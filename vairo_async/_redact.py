@@ -8,9 +8,18 @@ from __future__ import annotations
 
 import logging
 import re
-from collections.abc import Iterable
+import threading
+from collections import Counter
+from collections.abc import Callable
 
-__all__ = ["REDACTED", "install_log_redaction", "redact", "scrub_exception"]
+__all__ = [
+    "REDACTED",
+    "held_secrets",
+    "hold_secret",
+    "install_log_redaction",
+    "redact",
+    "scrub_exception",
+]
 
 REDACTED = "[REDACTED]"
 # The value ends at the next parameter or at whitespace, nowhere else: httpx leaves quotes,
@@ -29,7 +38,7 @@ def redact(text: str, secret: str) -> str:
 
 
 class _RedactingFilter(logging.Filter):
-    """Rewrites a record whose message carries an `api_key=` query value or a known key."""
+    """Rewrites a record whose message carries an `api_key=` query value or a held key."""
 
     def __init__(self) -> None:
         super().__init__()
@@ -52,28 +61,65 @@ class _RedactingFilter(logging.Filter):
 
 _FILTER = _RedactingFilter()
 _MIN_SECRET = 8
+# How many holders each secret has: two clients with one key keep it until both let go.
+_holders: Counter[str] = Counter()
+_holders_lock = threading.Lock()
 
 
-def install_log_redaction(*names: str, secrets: Iterable[str] = ()) -> None:
+def install_log_redaction(*names: str) -> None:
     """Attach the redacting filter to loggers that print request URLs (idempotent).
 
     By default the `httpx` logger, which logs "HTTP Request: POST <full url>" at INFO;
-    httpcore and aiohttp log no URLs.
+    httpcore and aiohttp log no URLs. Besides `api_key=` values, the filter replaces
+    every secret currently held (`hold_secret`) wherever it appears in a message.
 
     Args:
         names: The loggers to filter; `httpx` when none is given.
-        secrets: Keys to replace wherever they appear in a message, not only after
-            `api_key=`. They are kept for the life of the process, for every filtered logger;
-            one shorter than 8 characters is only redacted after `api_key=`.
     """
-    # A key too short to be a real one would mangle ordinary words ("key" in "api_key");
-    # the api_key= rule still covers it in URLs.
-    long_enough = (secret for secret in secrets if len(secret) >= _MIN_SECRET)
-    _FILTER.secrets = _FILTER.secrets.union(long_enough)
     for name in names or ("httpx",):
         logger = logging.getLogger(name)
         if _FILTER not in logger.filters:
             logger.addFilter(_FILTER)
+
+
+def hold_secret(secret: str) -> Callable[[], None]:
+    """Redact `secret` wherever it appears in a filtered log record, until released.
+
+    A client holds its key while it is open, so the process-wide set holds the keys of
+    open clients only. A secret shorter than 8 characters is only redacted after
+    `api_key=`: one that short would mangle ordinary words ("key" in "api_key").
+
+    Returns:
+        A function that releases this hold; calling it again does nothing.
+    """
+    if len(secret) < _MIN_SECRET:
+        return _nothing
+    with _holders_lock:
+        _holders[secret] += 1
+        _FILTER.secrets = frozenset(_holders)
+    released = False
+
+    def release() -> None:
+        nonlocal released
+        with _holders_lock:
+            if released:
+                return
+            released = True
+            _holders[secret] -= 1
+            if _holders[secret] <= 0:
+                del _holders[secret]
+            _FILTER.secrets = frozenset(_holders)
+
+    return release
+
+
+def _nothing() -> None:
+    return None
+
+
+def held_secrets() -> frozenset[str]:
+    """The secrets the log filter currently replaces wherever they appear."""
+    return _FILTER.secrets
 
 
 def scrub_exception(exc: BaseException, secret: str) -> None:

@@ -1,14 +1,22 @@
-"""Input rules, shared by single sends and bulk campaigns."""
+"""Input rules, shared by single sends and bulk campaigns, and `Problems`, which collects
+every bad argument of a call or a configuration into one error."""
 
 from __future__ import annotations
 
+import math
 import re
+from collections.abc import Callable, Iterable
+from typing import ParamSpec, TypeGuard, TypeVar
 
 from ._constants import MAX_ALPHANUMERIC_SENDER, MAX_NUMERIC_SENDER
+from ._errors import ConfigurationError, InvalidRequestError
 from ._models import Message
 from ._phone import in_wire_form, normalize_number
 
-__all__ = ["check_message", "check_sender", "describe"]
+__all__ = ["Problems", "check_message", "check_sender", "describe", "is_number"]
+
+P = ParamSpec("P")
+T = TypeVar("T")
 
 _MAX_SHOWN = 40
 # Half of a UTF-16 surrogate pair on its own: not a character, and not encodable as UTF-8.
@@ -19,6 +27,100 @@ def describe(value: object) -> str:
     """A short, safe rendering of a bad value for an error message."""
     shown = repr(value)
     return shown if len(shown) <= _MAX_SHOWN else shown[: _MAX_SHOWN - 4] + "...'"
+
+
+def is_number(value: object) -> TypeGuard[int | float]:
+    """True for a finite int or float; a bool is not a number here."""
+    return isinstance(value, int | float) and not isinstance(value, bool) and math.isfinite(value)
+
+
+class Problems:
+    """Every problem found in a set of arguments, raised together as one error.
+
+    Each check appends one line naming the bad value and what it must be, so one error
+    lists every mistake and the caller fixes them all at once.
+
+    Args:
+        error: What `check` raises: `InvalidRequestError` for a call's arguments,
+            `ConfigurationError` for the client's.
+    """
+
+    def __init__(self, error: type[InvalidRequestError | ConfigurationError]) -> None:
+        self._error = error
+        self.lines: list[str] = []
+
+    def __bool__(self) -> bool:
+        return bool(self.lines)
+
+    def add(self, line: str) -> None:
+        """Record one problem."""
+        self.lines.append(line)
+
+    def extend(self, lines: Iterable[str]) -> None:
+        """Record several problems."""
+        self.lines.extend(lines)
+
+    def integer(self, name: str, value: object, *, minimum: int) -> bool:
+        """Record a problem unless `value` is an int (not a bool) of at least `minimum`.
+
+        Returns:
+            Whether `value` passed.
+        """
+        if type(value) is int and value >= minimum:
+            return True
+        what = "a positive integer" if minimum == 1 else f"an integer >= {minimum}"
+        self.add(f"{name}={describe(value)}: must be {what}")
+        return False
+
+    def number(
+        self,
+        name: str,
+        value: object,
+        *,
+        minimum: float = 0.0,
+        strict: bool = False,
+        optional: bool = False,
+        what: str = "",
+    ) -> bool:
+        """Record a problem unless `value` is a finite number `>= minimum` (`>` if `strict`),
+        or None when `optional`.
+
+        Args:
+            name: The argument's name, as the caller spells it.
+            value: Its value.
+            minimum: The smallest allowed value (excluded when `strict`).
+            strict: Whether `minimum` itself is refused.
+            optional: Whether None is allowed.
+            what: How `minimum` reads in the message, e.g. "retry_backoff (0.5)".
+
+        Returns:
+            Whether `value` passed (None included, when `optional`).
+        """
+        if value is None and optional:
+            return True
+        if is_number(value) and (value > minimum if strict else value >= minimum):
+            return True
+        bound = f"{'>' if strict else '>='} {what or f'{minimum:g}'}"
+        self.add(f"{name}={describe(value)}: must be a number {bound}{', or None' * optional}")
+        return False
+
+    def build(self, make: Callable[P, T], /, *args: P.args, **kwargs: P.kwargs) -> T | None:
+        """`make(*args, **kwargs)`, or None with its problems recorded if it raised this
+        collection's error (a settings class that checks itself, for example)."""
+        try:
+            return make(*args, **kwargs)
+        except self._error as exc:
+            self.extend(exc.problems)
+            return None
+
+    def check(self) -> None:
+        """Raise the error listing every problem recorded, if there is any.
+
+        Raises:
+            InvalidRequestError | ConfigurationError: The `error` given at construction.
+        """
+        if self.lines:
+            raise self._error(self.lines)
 
 
 def check_sender(sender: object) -> str:

@@ -24,6 +24,7 @@ from vairo_async._cli import cli
 from vairo_async._cli.bulk import Report, _bulk, scan_csv
 from vairo_async._cli.common import Api, Session, figures
 from vairo_async._cli.demo import FAILING_ROW, demo_figures, demo_number, demo_rows, run_demo
+from vairo_async._config import BulkSettings
 from vairo_async._phone import normalize_number
 from vairo_async.testing import FakeVairo, Fault, RandomFaults
 
@@ -299,7 +300,7 @@ async def test_bulk_writes_the_batches_settled_while_it_is_cancelled(
     fake.fail_when = cancel_at_the_second_package
     api = Api(API_KEY, env["VAIRO_BASE_URL"])
     layout = scan_csv(source, text=None)
-    settings = {"batch_size": 3, "concurrency": 2, "rate": None}
+    settings = BulkSettings(batch_size=3, concurrency=2)
     with click.Context(cli, obj=Session(out=Console(file=io.StringIO()))):
         campaign = asyncio.create_task(_bulk(api, "ACME", source, layout, None, report, settings))
         with pytest.raises(asyncio.CancelledError):

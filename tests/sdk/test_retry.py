@@ -257,7 +257,7 @@ async def test_cancellation_during_backoff_propagates() -> None:
         return answering(503)(request)
 
     handler = Counting(*[answer_503] * 10)
-    async with make_client(handler, retry_backoff=30.0) as client:
+    async with make_client(handler, retry_backoff=30.0, retry_backoff_max=30.0) as client:
         with set_testing(False):
             task = asyncio.create_task(client.send("hi", to="5399999999"))
             await answered.wait()

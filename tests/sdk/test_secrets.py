@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import gc
 import logging
 import socket
 import traceback
@@ -14,7 +15,7 @@ import pytest
 from tests.sdk.test_retry import TABLE, Counting
 from tests.support import API_KEY
 from vairo_async import AsyncVairoClient, ConfigurationError, VairoError
-from vairo_async._redact import install_log_redaction, redact
+from vairo_async._redact import held_secrets, install_log_redaction, redact
 
 LOGGERS = ("", "httpx", "httpcore", "vairo_async")
 
@@ -141,12 +142,46 @@ async def test_the_log_filter_replaces_the_clients_key_wherever_it_appears(
     debug_logs: pytest.LogCaptureFixture,
 ) -> None:
     async with AsyncVairoClient(ODD_KEY, transport=httpx.MockTransport(ok)):
-        pass
-    logging.getLogger("httpx").info("HTTP Request: GET %s", f"https://h/{ODD_KEY}/p")
+        logging.getLogger("httpx").info("HTTP Request: GET %s", f"https://h/{ODD_KEY}/p")
 
     [record] = [r for r in debug_logs.records if r.name == "httpx"]
     assert record.getMessage() == "HTTP Request: GET https://h/[REDACTED]/p"
     assert ODD_KEY not in debug_logs.text
+
+
+async def test_each_open_clients_key_is_redacted_and_released_at_close(
+    debug_logs: pytest.LogCaptureFixture,
+) -> None:
+    first_key, second_key = "first-key-0123456789", "second-key-9876543210"
+    first = AsyncVairoClient(first_key, transport=httpx.MockTransport(ok))
+    second = AsyncVairoClient(second_key, transport=httpx.MockTransport(ok))
+    async with first, second:
+        assert {first_key, second_key} <= held_secrets()
+        logging.getLogger("httpx").info("keys %s and %s", first_key, second_key)
+    assert not {first_key, second_key} & held_secrets()
+    logging.getLogger("httpx").info("after close")
+
+    messages = [r.getMessage() for r in debug_logs.records if r.name == "httpx"]
+    assert messages == ["keys [REDACTED] and [REDACTED]", "after close"]
+
+
+async def test_a_key_shared_by_two_clients_stays_held_until_both_close() -> None:
+    key = "shared-key-0123456789"
+    async with AsyncVairoClient(key, transport=httpx.MockTransport(ok)):
+        async with AsyncVairoClient(key, transport=httpx.MockTransport(ok)) as inner:
+            pass
+        await inner.aclose()  # a second close releases nothing more
+        assert key in held_secrets()
+    assert key not in held_secrets()
+
+
+def test_a_client_dropped_without_closing_releases_its_key() -> None:
+    key = "dropped-key-0123456789"
+    client = AsyncVairoClient(key, transport=httpx.MockTransport(ok))
+    assert key in held_secrets()
+    del client
+    gc.collect()
+    assert key not in held_secrets()
 
 
 # --- through a real loopback socket, so httpcore logs too ----------------------------

@@ -22,6 +22,7 @@ from rich.console import Console
 from rich.progress import BarColumn, Progress, TaskProgressColumn, TextColumn
 
 from .._client import AsyncVairoClient
+from .._config import BulkSettings
 from .._constants import DEFAULT_BATCH_SIZE, DEFAULT_CONCURRENCY, DEFAULT_MAX_CONNECTIONS
 from .._models import BatchOutcome, BulkProgress, Message
 from .._phone import normalize_number
@@ -260,12 +261,11 @@ async def run_campaign(
     tally: Tally,
     total: int,
     console: Console,
-    batch_size: int,
-    concurrency: int,
-    rate: float | None = None,
+    settings: BulkSettings,
     on_outcome: Callable[[BatchOutcome], None] | None = None,
 ) -> None:
-    """Send `rows` through `iter_bulk` under a progress bar, counting into `tally`.
+    """Send `rows` through `iter_bulk` under `settings` and a progress bar, counting into
+    `tally`.
 
     `on_outcome` runs from `on_progress`, so it also sees the batches settled while the
     campaign is cancelled. If it raises `OSError` (a report that cannot be written), the
@@ -292,9 +292,9 @@ async def run_campaign(
         started = time.perf_counter()
         batches = vairo.iter_bulk(
             rows,
-            batch_size=batch_size,
-            concurrency=concurrency,
-            rate=rate,
+            batch_size=settings.batch_size,
+            concurrency=settings.concurrency,
+            rate=settings.rate,
             on_progress=settled,
         )
         try:
@@ -396,7 +396,7 @@ def bulk(
         raise CliError("--text is empty")
     sender = require_sender(sender)
     layout = scan_csv(csv_path, text=text)
-    settings = {"batch_size": batch_size, "concurrency": concurrency, "rate": rate}
+    settings = BulkSettings(batch_size=batch_size, concurrency=concurrency, rate=rate)
     return run_async(_bulk(api, sender, csv_path, layout, text, report_path, settings))
 
 
@@ -407,7 +407,7 @@ async def _bulk(
     layout: CsvLayout,
     text: str | None,
     report_path: Path,
-    settings: dict[str, Any],
+    settings: BulkSettings,
 ) -> int:
     book = LineBook()
     rows = read_rows(csv_path, layout, text, book)
@@ -417,7 +417,7 @@ async def _bulk(
         started_at = datetime.now(UTC).isoformat(timespec="seconds")
         report.write(
             {"type": "campaign", "file": str(csv_path), "rows": layout.rows, "sender": sender}
-            | settings
+            | attrs.asdict(settings)
             | {"started_at": started_at}
         )
         interrupted = True
@@ -428,8 +428,8 @@ async def _bulk(
                 tally=tally,
                 total=layout.rows,
                 console=session().err,
+                settings=settings,
                 on_outcome=lambda outcome: report.write(batch_record(outcome, book)),
-                **settings,
             )
             interrupted = False
         except (UnicodeDecodeError, csv.Error) as exc:

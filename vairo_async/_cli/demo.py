@@ -17,6 +17,7 @@ import click
 from rich.console import Console
 
 from .._client import AsyncVairoClient
+from .._config import BulkSettings
 from .._errors import WaitAllError
 from .._models import Message, PackageStatus
 from ..testing import FakeVairo, Fault, RandomFaults
@@ -180,8 +181,7 @@ async def run_demo(
                 tally=campaign,
                 total=count,
                 console=console,
-                batch_size=batch_size,
-                concurrency=concurrency,
+                settings=BulkSettings(batch_size=batch_size, concurrency=concurrency),
             )
             waiting = time.perf_counter()
             finals = vairo.wait_all(

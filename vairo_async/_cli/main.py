@@ -15,6 +15,8 @@ from typing import Any
 import click
 from rich.table import Table
 
+from .._client import AsyncVairoClient
+from .._config import WaitSettings
 from .._constants import DEFAULT_MAX_POLL_INTERVAL, DEFAULT_POLL_INTERVAL, DEFAULT_WAIT_CONCURRENCY
 from .._errors import ConfigurationError, InvalidRequestError, VairoError, WaitAllError
 from .._models import PackageReport, PackageStatus
@@ -125,12 +127,24 @@ def _wait_options(command: Callable[..., int]) -> Callable[..., int]:
     )(command)
 
 
-def _wait_settings(timeout: float | None, poll_interval: float) -> dict[str, Any]:
-    return {
-        "timeout": timeout,
-        "poll_interval": poll_interval,
-        "max_poll_interval": max(poll_interval, DEFAULT_MAX_POLL_INTERVAL),
-    }
+def _wait_settings(timeout: float | None, poll_interval: float) -> WaitSettings:
+    return WaitSettings(
+        timeout=timeout,
+        poll_interval=poll_interval,
+        max_poll_interval=max(poll_interval, DEFAULT_MAX_POLL_INTERVAL),
+    )
+
+
+async def _wait_until_final(
+    vairo: AsyncVairoClient, package_id: int, settings: WaitSettings
+) -> PackageReport:
+    return await vairo.wait_until_final(
+        package_id,
+        timeout=settings.timeout,
+        poll_interval=settings.poll_interval,
+        max_poll_interval=settings.max_poll_interval,
+        expiry_grace=settings.expiry_grace,
+    )
 
 
 def _final_status(report: PackageReport) -> int:
@@ -167,20 +181,19 @@ def send(
     """
     sender = require_sender(sender)
     recipients = [n.strip() for entry in numbers for n in entry.split(",") if n.strip()]
-    return run_async(
-        _send(api, recipients, text, sender, wait, _wait_settings(timeout, poll_interval))
-    )
+    settings = _wait_settings(timeout, poll_interval) if wait else None
+    return run_async(_send(api, recipients, text, sender, settings))
 
 
 async def _send(
-    api: Api, to: list[str], text: str, sender: str | None, wait: bool, settings: dict[str, Any]
+    api: Api, to: list[str], text: str, sender: str | None, wait: WaitSettings | None
 ) -> int:
     async with api.client(sender) as vairo:
         submission = await vairo.send(text, to=to)
         click.echo(submission.package_id)
-        if not wait:
+        if wait is None:
             return EXIT_OK
-        report = await vairo.wait_until_final(submission.package_id, **settings)
+        report = await _wait_until_final(vairo, submission.package_id, wait)
     click.echo(describe_report(report))
     return _final_status(report)
 
@@ -198,13 +211,14 @@ def status(
     The line reads ID STATUS recipients=N credits=N, plus failure="..." for a FAILED package
     (exit status 1).
     """
-    return run_async(_status(api, package_id, wait, _wait_settings(timeout, poll_interval)))
+    settings = _wait_settings(timeout, poll_interval) if wait else None
+    return run_async(_status(api, package_id, settings))
 
 
-async def _status(api: Api, package_id: int, wait: bool, settings: dict[str, Any]) -> int:
+async def _status(api: Api, package_id: int, wait: WaitSettings | None) -> int:
     async with api.client() as vairo:
-        if wait:
-            report = await vairo.wait_until_final(package_id, **settings)
+        if wait is not None:
+            report = await _wait_until_final(vairo, package_id, wait)
         else:
             report = await vairo.get_report(package_id)
     click.echo(describe_report(report))
@@ -234,15 +248,24 @@ def wait(
     Prints each package's status line as it becomes final, then ID ERROR ... for any that
     could not be waited for. Exit status 1 if any FAILED or could not be waited for.
     """
-    settings = {**_wait_settings(timeout, poll_interval), "concurrency": concurrency}
-    return run_async(_wait(api, package_ids, settings))
+    return run_async(_wait(api, package_ids, _wait_settings(timeout, poll_interval), concurrency))
 
 
-async def _wait(api: Api, package_ids: tuple[int, ...], settings: dict[str, Any]) -> int:
+async def _wait(
+    api: Api, package_ids: tuple[int, ...], settings: WaitSettings, concurrency: int
+) -> int:
     status = EXIT_OK
     async with api.client() as vairo:
+        finals = vairo.wait_all(
+            package_ids,
+            timeout=settings.timeout,
+            concurrency=concurrency,
+            poll_interval=settings.poll_interval,
+            max_poll_interval=settings.max_poll_interval,
+            expiry_grace=settings.expiry_grace,
+        )
         try:
-            async with contextlib.aclosing(vairo.wait_all(package_ids, **settings)) as finals:
+            async with contextlib.aclosing(finals):
                 async for report in finals:
                     click.echo(describe_report(report))
                     status = max(status, _final_status(report))
