@@ -339,7 +339,7 @@ def write(path: Path, data: bytes) -> str:
     [
         ("missing file", "cannot read"),
         ("no to column", "no 'to' column"),
-        ("latin-1", "not UTF-8 (line 2, byte 0xfc); looks like Windows-1254: pass --encoding cp1254"),
+        ("latin-1", "(line 2, byte 0xfc); looks like Windows-1254: pass --encoding cp1254"),
         ("windows-1254", "line 3, byte 0xfe"),
         ("utf-16", "not UTF-8 (a UTF-16 BOM); looks like UTF-16: pass --encoding utf-16"),
         ("no text", "no 'text' column"),
