@@ -437,9 +437,10 @@ def bulk(
         raise CliError("a real run needs --report, a sender and an API key")
     if check.repeats and not dedupe:
         state.err.print(
-            f"{csv_path}: {check.repeats:,} rows repeat an earlier row's number and text and "
-            "will be sent again; --dedupe rejects them",
+            f"{csv_path}: rows repeating an earlier row's number and text: {check.repeats:,}; "
+            "they will be sent again (--dedupe rejects them)",
             markup=False,
+            soft_wrap=True,
         )
     settings = {"batch_size": batch_size, "concurrency": concurrency, "rate": rate}
     options = Options(exclude=exclude, dedupe=dedupe, exclude_path=exclude_path)
