@@ -77,16 +77,9 @@ def guess_encoding(data: bytes) -> tuple[str, str] | None:
     if data.startswith((codecs.BOM_UTF16_LE, codecs.BOM_UTF16_BE)):
         return "utf-16", "UTF-16"
     if data.count(0) * 4 >= len(data) > 0:
-        even = data[0::2].count(0)
-        odd = data[1::2].count(0)
-        return (
-            ("utf-16-le", "UTF-16 (little-endian, no BOM)")
-            if odd > even
-            else (
-                "utf-16-be",
-                "UTF-16 (big-endian, no BOM)",
-            )
-        )
+        if data[1::2].count(0) > data[0::2].count(0):  # ASCII in UTF-16-LE: "a\0b\0"
+            return "utf-16-le", "UTF-16 (little-endian, no BOM)"
+        return "utf-16-be", "UTF-16 (big-endian, no BOM)"
     best: tuple[int, str, str] | None = None
     for codec, label in _SINGLE_BYTE:
         try:
