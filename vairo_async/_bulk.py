@@ -23,7 +23,7 @@ from aiolimiter import AsyncLimiter
 from ._errors import InvalidRequestError, OutcomeUnknownError, TransportError, VairoError
 from ._models import BatchOutcome, BatchState, BulkProgress, Message, Rejection
 from ._segments import credits_of, needs_turkish_shift
-from ._validate import check_message
+from ._validate import check_message, describe
 
 if TYPE_CHECKING:
     from ._client import AsyncVairoClient
@@ -77,6 +77,7 @@ class Campaign:
         concurrency: Batches in flight (plus outcomes not yet taken), at most.
         rate: HTTP attempts per second, retries included, at most; None for no limit.
         on_progress: Told of every batch the moment it settles.
+        exclude: Wire-form numbers whose rows are rejected as excluded, never sent.
     """
 
     def __init__(
@@ -88,8 +89,10 @@ class Campaign:
         concurrency: int,
         rate: float | None,
         on_progress: ProgressHook | None,
+        exclude: frozenset[str] = frozenset(),
     ) -> None:
         self._client = client
+        self._exclude = exclude
         self._sender = sender
         self._batch_size = batch_size
         self._slots = asyncio.Semaphore(concurrency)
@@ -138,6 +141,8 @@ class Campaign:
         """
         try:
             message = check_message(row)
+            if message.to in self._exclude:
+                raise ValueError(f"to={describe(row.to)}: excluded")
         except ValueError as exc:
             batch = self._forming[_tr_group(row)]
             batch.rejected.append(Rejection(row, str(exc)))

@@ -34,6 +34,7 @@ from ._errors import (
     TransportError,
 )
 from ._models import BatchOutcome, BulkResult, Message, PackageReport, Submission
+from ._phone import normalize_number
 from ._poll import check_wait, run_wait, run_wait_all
 from ._redact import hold_secret, install_log_redaction, redact, scrub_exception
 from ._retry import RetryPolicy, parse_retry_after
@@ -48,6 +49,22 @@ T = TypeVar("T")
 # Failures that happen before the request leaves the client: a resend cannot duplicate.
 _NOT_SENT = (httpx.ConnectError, httpx.ConnectTimeout, httpx.PoolTimeout, httpx.UnsupportedProtocol)
 _JSON = {"content-type": "application/json"}
+
+
+def _excluded(exclude: Iterable[str] | None, problems: Problems) -> frozenset[str]:
+    """The wire forms of a campaign's `exclude` numbers; each bad one goes to `problems`."""
+    if exclude is None:
+        return frozenset()
+    if isinstance(exclude, str):
+        problems.add(f"exclude={describe(exclude)}: must be a collection of numbers")
+        return frozenset()
+    numbers = set()
+    for number in exclude:
+        try:
+            numbers.add(normalize_number(number))
+        except ValueError as exc:
+            problems.add(f"exclude: {describe(number)}: {exc}")
+    return frozenset(numbers)
 
 
 class AsyncVairoClient:
@@ -255,6 +272,7 @@ class AsyncVairoClient:
         concurrency: int = DEFAULT_CONCURRENCY,
         rate: float | None = None,
         on_progress: ProgressHook | None = None,
+        exclude: Iterable[str] | None = None,
     ) -> AsyncGenerator[BatchOutcome, None]:
         """Send a campaign of any size, yielding each batch's outcome as it settles.
 
@@ -273,15 +291,19 @@ class AsyncVairoClient:
                 limit.
             on_progress: Called with a `BulkProgress` as each batch settles, including
                 the batches settled as the campaign is cancelled.
+            exclude: Numbers not to send to, in any spelling (an opt-out list): a row to
+                one of them is rejected with the reason "excluded". Read once, up front.
 
         Raises:
-            InvalidRequestError: A bad sender or bad limits, before anything is read.
+            InvalidRequestError: A bad sender, bad limits or a bad number in `exclude`,
+                before anything is read.
             TypeError: An input row that is not a `Message`, and anything else the input
                 raises: after the outcomes of every row read before it were yielded.
 
         .. versionadded:: 0.1.0
         """
-        return self._campaign(sender, batch_size, concurrency, rate, on_progress).run(messages)
+        campaign = self._campaign(sender, batch_size, concurrency, rate, on_progress, exclude)
+        return campaign.run(messages)
 
     async def send_bulk(
         self,
@@ -292,6 +314,7 @@ class AsyncVairoClient:
         concurrency: int = DEFAULT_CONCURRENCY,
         rate: float | None = None,
         on_progress: ProgressHook | None = None,
+        exclude: Iterable[str] | None = None,
     ) -> BulkResult:
         """Run `iter_bulk` to the end and collect every outcome into a `BulkResult`.
 
@@ -299,13 +322,14 @@ class AsyncVairoClient:
         `rejected` counts and rows. Takes the same arguments as `iter_bulk`.
 
         Raises:
-            InvalidRequestError: A bad sender or bad limits, before anything is read.
+            InvalidRequestError: A bad sender, bad limits or a bad number in `exclude`,
+                before anything is read.
             BulkInputError: The input raised (its exception is the cause); `result` holds
                 the campaign up to there, every package id included.
 
         .. versionadded:: 0.1.0
         """
-        campaign = self._campaign(sender, batch_size, concurrency, rate, on_progress)
+        campaign = self._campaign(sender, batch_size, concurrency, rate, on_progress, exclude)
         outcomes: list[BatchOutcome] = []
         try:
             async with contextlib.aclosing(campaign.run(messages)) as stream:
@@ -325,6 +349,7 @@ class AsyncVairoClient:
         concurrency: int,
         rate: float | None,
         on_progress: ProgressHook | None,
+        exclude: Iterable[str] | None = None,
     ) -> Campaign:
         """A campaign with checked settings.
 
@@ -338,6 +363,7 @@ class AsyncVairoClient:
             BulkSettings, batch_size=batch_size, concurrency=concurrency, rate=rate
         )
         problems.extend(self._settings.pool_problems(concurrency))
+        excluded = _excluded(exclude, problems)
         problems.check()
         assert checked_sender is not None
         assert settings is not None
@@ -348,6 +374,7 @@ class AsyncVairoClient:
             concurrency=settings.concurrency,
             rate=settings.rate,
             on_progress=on_progress,
+            exclude=excluded,
         )
 
     async def get_report(self, package_id: int) -> PackageReport:

@@ -35,12 +35,18 @@ class Message:
     Attributes:
         to: The recipient, e.g. `"0539 999 99 99"` or `"5399999999"`.
         text: The message text.
+        ref: Anything of the caller's (a customer id, a row number) to find this message
+            by again: bulk outcomes and rejections hand back the caller's own `Message`
+            objects, `ref` included. It is never sent, and takes no part in equality or
+            hashing: two messages with the same number and text are the same SMS.
 
     .. versionadded:: 0.1.0
+    .. versionchanged:: 0.2.0 `ref`.
     """
 
     to: str
     text: str
+    ref: object = attrs.field(default=None, eq=False)
 
 
 @attrs.frozen

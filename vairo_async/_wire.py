@@ -160,7 +160,8 @@ def configure_converter(c: cattrs.Converter) -> None:
     - timedelta: "HH:MM:SS", hours may exceed 24 ("36:30:00").
     - PackageStatus: `paket_durum`; a value with no name becomes UNKNOWN_<n>, never an error.
     - PackageReport and FailureLog: Turkish wire names renamed; unknown fields kept in `raw`.
-    - Message unstructures to {"msg", "dest"}; SendRequest omits `tr_char` when false.
+    - Message unstructures to {"msg", "dest"}, its `ref` never sent; SendRequest omits
+      `tr_char` when false.
     """
     c.register_structure_hook(int, _structure_int)
     c.register_structure_hook(bool, _structure_bool)
@@ -178,7 +179,11 @@ def configure_converter(c: cattrs.Converter) -> None:
     c.register_unstructure_hook(
         Message,
         make_dict_unstructure_fn(
-            Message, c, to=override(rename="dest"), text=override(rename="msg")
+            Message,
+            c,
+            to=override(rename="dest"),
+            text=override(rename="msg"),
+            ref=override(omit=True),
         ),
     )
     c.register_unstructure_hook(

@@ -21,9 +21,10 @@ from rich.console import Console
 from tests.support import API_KEY
 from vairo_async import __main__ as entry
 from vairo_async._cli import cli
-from vairo_async._cli.bulk import Report, _bulk, scan_csv
+from vairo_async._cli.bulk import Report, _bulk
 from vairo_async._cli.common import Api, Session, figures
 from vairo_async._cli.demo import FAILING_ROW, demo_figures, demo_number, demo_rows, run_demo
+from vairo_async._cli.rows import check_file, open_source
 from vairo_async._config import BulkSettings
 from vairo_async._phone import normalize_number
 from vairo_async.testing import FakeVairo, Fault, RandomFaults
@@ -299,10 +300,12 @@ async def test_bulk_writes_the_batches_settled_while_it_is_cancelled(
 
     fake.fail_when = cancel_at_the_second_package
     api = Api(API_KEY, env["VAIRO_BASE_URL"])
-    layout = scan_csv(source, text=None)
+    layout = open_source(source)
+    check = check_file(layout)
     settings = BulkSettings(batch_size=3, concurrency=2)
-    with click.Context(cli, obj=Session(out=Console(file=io.StringIO()))):
-        campaign = asyncio.create_task(_bulk(api, "ACME", source, layout, None, report, settings))
+    out = io.StringIO()
+    with click.Context(cli, obj=Session(out=Console(file=out, width=120))):
+        campaign = asyncio.create_task(_bulk(api, "ACME", layout, check, report, settings))
         with pytest.raises(asyncio.CancelledError):
             await campaign
 
@@ -318,6 +321,10 @@ async def test_bulk_writes_the_batches_settled_while_it_is_cancelled(
     assert records[-1]["rows"] == len(lines)
     unknown = {r["to"] for b in batches if b["state"] == "unknown" for r in b["rows"]}
     assert {m.dest for m in fake.messages} == unknown
+    # The summary says the run was interrupted and how many rows were never read.
+    assert records[-1]["not_read"] == 20 - len(lines) > 0
+    assert "(interrupted)" in out.getvalue()
+    assert table_values(out.getvalue())["interrupted"] == f"yes, {20 - len(lines)} rows not read"
 
 
 # --- bad usage: exit status 2, one line, no traceback, no key -------------------------------
@@ -333,9 +340,9 @@ def write(path: Path, data: bytes) -> str:
     [
         ("missing file", "cannot read"),
         ("no to column", "no 'to' column"),
-        ("latin-1", "not UTF-8"),
-        ("windows-1254", "line 3 (byte 0xfe)"),
-        ("utf-16", "UTF-16"),
+        ("latin-1", "(line 2, byte 0xfc); looks like Windows-1254: pass --encoding cp1254"),
+        ("windows-1254", "line 3, byte 0xfe"),
+        ("utf-16", "not UTF-8 (a UTF-16 BOM); looks like UTF-16: pass --encoding utf-16"),
         ("no text", "no 'text' column"),
         ("text twice", "--text is for files without one"),
         ("empty text option", "--text is empty"),

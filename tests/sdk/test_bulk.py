@@ -450,3 +450,82 @@ async def test_outcomes_hold_the_callers_own_rows(client: AsyncVairoClient, serv
     (outcome,) = (await client.send_bulk(rows)).outcomes
     assert all(sent is given for sent, given in zip(outcome.messages, rows, strict=True))
     assert [m["dest"] for m in server.bodies[0]["mesajlar"]] == ["5390000001", "5390000002"]  # type: ignore[index]
+
+
+async def test_refs_come_back_on_the_callers_own_rows_and_are_never_sent(
+    client: AsyncVairoClient, server: Server
+) -> None:
+    refs: list[object] = [{"customer": 7}, ["row", 2], "c-3", 4]
+    rows = [
+        Message(to="+90 539 000 00 01", text="Merhaba Ayşe", ref=refs[0]),
+        Message(to="123", text="bad number", ref=refs[1]),
+        Message(to="5390000003", text="plain", ref=refs[2]),
+        Message(to="0539 000 00 04", text="Şimdi", ref=refs[3]),
+    ]
+
+    result = await client.send_bulk(rows, batch_size=10)
+
+    handed_back = [m for o in result.outcomes for m in o.messages]
+    handed_back += [r.message for r in result.rejections]
+    assert sorted(map(id, handed_back)) == sorted(map(id, rows))
+    assert {id(m): m.ref for m in handed_back} == {id(m): m.ref for m in rows}
+    for body in server.bodies:
+        for message in body["mesajlar"]:  # type: ignore[attr-defined]
+            assert set(message) == {"msg", "dest"}
+    # A ref is the caller's, not part of the SMS: equality and hashing ignore it, so an
+    # unhashable ref is fine.
+    assert rows[0] == Message(to="+90 539 000 00 01", text="Merhaba Ayşe", ref="other")
+    assert len({rows[0], rows[2]}) == 2
+    assert "ref={'customer': 7}" in repr(rows[0])
+
+
+async def test_excluded_numbers_in_any_spelling_are_rejected_and_never_sent(
+    client: AsyncVairoClient, server: Server
+) -> None:
+    rows = [
+        Message(to="0539 000 00 01", text="a"),
+        Message(to="5390000002", text="b"),
+        Message(to="+90 539 000 00 03", text="Şu"),
+        Message(to="123", text="bad"),
+    ]
+    optout = ["+90 (539) 000 00 01", "05390000003", "5559999999"]
+
+    result = await client.send_bulk(rows, exclude=optout)
+
+    assert result.sent == 1
+    assert result.rejected == 3
+    reasons = {r.message.to: r.reason for r in result.rejections}
+    assert reasons["0539 000 00 01"] == "to='0539 000 00 01': excluded"
+    assert reasons["+90 539 000 00 03"] == "to='+90 539 000 00 03': excluded"
+    assert "not a Turkish mobile number" in reasons["123"]
+    sent = [m["dest"] for b in server.bodies for m in b["mesajlar"]]  # type: ignore[attr-defined]
+    assert sent == ["5390000002"]
+    assert_accounted(result, 4)
+    streamed = [o async for o in client.iter_bulk(rows[:1], exclude={"5390000001"})]
+    assert [r.reason for o in streamed for r in o.rejected] == ["to='0539 000 00 01': excluded"]
+    assert len(server.bodies) == 1
+
+
+@pytest.mark.parametrize(
+    ("exclude", "expected"),
+    [
+        (["5390000001", "0212 555 12 34", "x"], ["'0212 555 12 34'", "'x'"]),
+        ("5390000001", ["exclude='5390000001': must be a collection of numbers"]),
+    ],
+)
+async def test_a_bad_exclusion_list_raises_before_reading(
+    client: AsyncVairoClient, server: Server, exclude: object, expected: list[str]
+) -> None:
+    read = []
+
+    def rows() -> Iterator[Message]:
+        read.append(1)
+        yield Message(to="5390000001", text="a")
+
+    with pytest.raises(InvalidRequestError) as error:
+        await client.send_bulk(rows(), exclude=exclude)  # type: ignore[arg-type]
+
+    for part in expected:
+        assert part in str(error.value)
+    assert read == []
+    assert server.bodies == []

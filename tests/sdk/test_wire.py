@@ -273,3 +273,18 @@ def test_both_json_codecs_put_the_same_bytes_on_the_wire(
     assert decode(200, b'{"durum": true, "aciklama": "52"}', None, int, KEY) == 52
     with pytest.raises(UnexpectedResponseError):
         decode(200, b"<html>", None, int, KEY)
+
+
+def test_a_messages_ref_never_reaches_the_wire() -> None:
+    messages = [
+        Message(to="5399999999", text="Merhaba", ref={"customer": "M-001", "line": 2}),
+        Message(to="5554444444", text="Şifre", ref=object()),
+    ]
+
+    body = json.loads(encode_send("ACME", messages, tr_char=True))
+
+    assert body["mesajlar"] == [
+        {"msg": "Merhaba", "dest": "5399999999"},
+        {"msg": "Şifre", "dest": "5554444444"},
+    ]
+    assert converter.unstructure(messages[0]) == {"msg": "Merhaba", "dest": "5399999999"}

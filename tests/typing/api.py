@@ -56,6 +56,10 @@ async def everything() -> None:
                 assert isinstance(batch.error, OutcomeUnknownError)
         result: BulkResult = await vairo.send_bulk([], on_progress=progress, concurrency=2)
         ids: list[int] = result.package_ids
+        rows = [Message(to="0539 999 99 99", text="Merhaba", ref=("customer", 42))]
+        optout: set[str] = {"+90 539 999 99 98"}
+        again = await vairo.send_bulk(rows, exclude=optout)
+        print([r.message.ref for r in again.rejections])
 
         report = await vairo.wait_until_final(package_id, timeout=60.0)
         async for done in vairo.wait_all(ids, concurrency=5):

@@ -1,17 +1,16 @@
 """`vairo-sms bulk`: a campaign from a CSV file, every batch written to a JSON Lines report.
 
-The file is read twice, lazily both times: once to check it (UTF-8, a `to` column, a text for
-every row) and count its rows before anything is sent, then again as the campaign pulls rows.
+The file is read twice, lazily both times, through `rows`: once to check every row (and,
+with `--dry-run`, to print what the campaign would send and cost) before anything is sent,
+then again as the campaign pulls rows. Each `Message` carries its file line and id on `ref`.
 """
 
 from __future__ import annotations
 
 import contextlib
-import csv
-import itertools
 import json
 import time
-from collections.abc import Callable, Generator, Iterable, Iterator
+from collections.abc import Callable, Generator, Iterable
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
@@ -20,15 +19,17 @@ import attrs
 import click
 from rich.console import Console
 from rich.progress import BarColumn, Progress, TaskProgressColumn, TextColumn
+from rich.table import Table
 
 from .._client import AsyncVairoClient
 from .._config import BulkSettings
 from .._constants import DEFAULT_BATCH_SIZE, DEFAULT_CONCURRENCY, DEFAULT_MAX_CONNECTIONS
 from .._models import BatchOutcome, BulkProgress, Message
-from .._phone import normalize_number
+from .._segments import Encoding
 from .common import (
     EXIT_INCOMPLETE,
     EXIT_OK,
+    EXIT_REJECTED,
     Api,
     CliError,
     api_options,
@@ -38,141 +39,36 @@ from .common import (
     sender_option,
     session,
 )
+from .rows import (
+    CsvSource,
+    FileCheck,
+    Row,
+    RowRef,
+    Template,
+    check_file,
+    iter_rows,
+    open_source,
+    read_exclusions,
+    read_template_file,
+)
 
 __all__ = [
-    "CsvLayout",
-    "LineBook",
+    "Options",
     "Report",
     "Tally",
     "batch_record",
     "bulk",
+    "check_tables",
     "progress_bar",
-    "read_rows",
+    "rejected_record",
     "run_campaign",
-    "scan_csv",
 ]
 
-_DELIMITERS = ",;\t"
-
-
-@attrs.frozen
-class CsvLayout:
-    """What the check of a CSV file found.
-
-    Attributes:
-        delimiter: The header line's separator: comma, semicolon or tab.
-        to_column: Index of the `to` column.
-        text_column: Index of the `text` column, or None when `--text` gives the text.
-        rows: Data rows (blank lines not counted).
-    """
-
-    delimiter: str
-    to_column: int
-    text_column: int | None
-    rows: int
-
-
-def _records(file: Iterable[str], delimiter: str) -> Iterator[tuple[int, list[str]]]:
-    """Each non-blank CSV record with the file line it starts on (quoted fields may span)."""
-    reader = csv.reader(file, delimiter=delimiter)
-    start = 1
-    for cells in reader:
-        if any(cell.strip() for cell in cells):
-            yield start, cells
-        start = reader.line_num + 1
-
-
-def _undecodable(path: Path) -> str:
-    """Where a file stops being UTF-8: `line N (byte 0xXX)`. UTF-8 never puts \\n in a character."""
-    with path.open("rb") as file:
-        for number, line in enumerate(file, start=1):
-            try:
-                line.decode("utf-8")
-            except UnicodeDecodeError as exc:
-                return f"line {number} (byte 0x{line[exc.start]:02x})"
-    return "a line"
-
-
-def scan_csv(path: Path, *, text: str | None) -> CsvLayout:
-    """Check a whole CSV file before anything is sent, and count its rows.
-
-    Raises:
-        CliError: The file is missing or unreadable, not UTF-8, has no `to` column, or has
-            neither a `text` column nor `--text` (or both); one line each, exit status 2.
-    """
-    try:
-        with path.open("rb") as raw:
-            start = raw.read(2)
-        if start in (b"\xff\xfe", b"\xfe\xff"):
-            raise CliError(f"{path} is UTF-16; save it as UTF-8 (a BOM is fine)")
-        with path.open(encoding="utf-8-sig", newline="") as file:
-            first = file.readline()
-            if not first.strip():
-                raise CliError(f"{path} has no header line: expected a 'to' column")
-            delimiter = next((d for d in _DELIMITERS if d in first), ",")
-            records = _records(itertools.chain([first], file), delimiter)
-            header = [cell.strip().lower() for cell in next(records)[1]]
-            if "to" not in header:
-                raise CliError(f"{path} has no 'to' column (its columns: {', '.join(header)})")
-            text_column = header.index("text") if "text" in header else None
-            if text_column is not None and text is not None:
-                raise CliError(f"{path} has a 'text' column; --text is for files without one")
-            if text_column is None and text is None:
-                raise CliError(f"{path} has no 'text' column: add one, or pass --text")
-            rows = sum(1 for _ in records)
-    except UnicodeDecodeError:
-        raise CliError(
-            f"{path} is not UTF-8 text: {_undecodable(path)} cannot be decoded; "
-            "save it as UTF-8 (a BOM is fine)"
-        ) from None
-    except csv.Error as exc:
-        raise CliError(f"{path} is not a readable CSV file: {exc}") from None
-    except OSError as exc:
-        raise CliError(f"cannot read {path}: {exc.strerror or exc}") from None
-    if not rows:
-        raise CliError(f"{path} has a header but no rows to send")
-    return CsvLayout(delimiter, header.index("to"), text_column, rows)
-
-
-class LineBook:
-    """The file line of each row in flight, by the identity of its `Message`.
-
-    The SDK hands back the very `Message` it was given when the number was already in wire
-    form, and every rejected row as given; `read_rows` normalises numbers first, so each row
-    an outcome names can be traced to its line.
-    """
-
-    def __init__(self) -> None:
-        self._lines: dict[int, tuple[Message, int]] = {}
-
-    def add(self, message: Message, line: int) -> None:
-        """Remember `message`'s line until its batch settles."""
-        self._lines[id(message)] = (message, line)
-
-    def pop(self, message: Message) -> int | None:
-        """`message`'s line, forgotten from now on; None if it was never added."""
-        entry = self._lines.pop(id(message), None)
-        return None if entry is None else entry[1]
-
-
-def read_rows(
-    path: Path, layout: CsvLayout, text: str | None, book: LineBook
-) -> Generator[Message, None, None]:
-    """Yield each data row as a `Message`, its number in wire form when it is a valid one."""
-    with path.open(encoding="utf-8-sig", newline="") as file:
-        records = _records(file, layout.delimiter)
-        next(records)
-        for line, cells in records:
-            to = cells[layout.to_column].strip() if layout.to_column < len(cells) else ""
-            if layout.text_column is None:
-                body = text or ""
-            else:
-                body = cells[layout.text_column] if layout.text_column < len(cells) else ""
-            with contextlib.suppress(ValueError):  # the SDK rejects it, with the reason
-                to = normalize_number(to)
-            message = Message(to=to, text=body)
-            book.add(message, line)
-            yield message
+ENCODING_NAMES = {
+    Encoding.GSM7: "GSM-7",
+    Encoding.GSM7_TURKISH: "Turkish shift",
+    Encoding.UCS2: "UCS-2",
+}
 
 
 @attrs.define
@@ -186,6 +82,10 @@ class Tally:
         seconds: Wall time of the campaign.
         unwritten: Outcomes the report could not take, after `write_error`.
         write_error: Why the report stopped taking outcomes.
+        own_rejected: Rows the command rejected itself (template field, repeat): they
+            never reach the SDK, and count as rejected.
+        repeats: Rows read with the same number and text as an earlier row.
+        expected: Data rows in the file, when known: those beyond `total` were not read.
     """
 
     last: BulkProgress | None = None
@@ -194,15 +94,32 @@ class Tally:
     seconds: float = 0.0
     unwritten: list[BatchOutcome] = attrs.Factory(list)
     write_error: OSError | None = None
+    own_rejected: int = 0
+    repeats: int = 0
+    expected: int | None = None
 
     def count(self, name: str) -> int:
         """`sent`, `failed`, `unknown`, `rejected`, `total` or `estimated_credits` so far."""
-        return 0 if self.last is None else int(getattr(self.last, name))
+        counted = 0 if self.last is None else int(getattr(self.last, name))
+        return counted + (self.own_rejected if name in ("rejected", "total") else 0)
+
+    @property
+    def not_read(self) -> int:
+        """Rows of the file never read (the run was interrupted or stopped)."""
+        return 0 if self.expected is None else max(self.expected - self.count("total"), 0)
 
     @property
     def complete(self) -> bool:
         """Every row settled was sent, and the report took every outcome."""
         return self.count("sent") == self.count("total") and self.write_error is None
+
+    def exit_status(self) -> int:
+        """0 all sent; EXIT_REJECTED all valid rows sent, some rejected; else EXIT_INCOMPLETE."""
+        if self.write_error is not None or self.count("failed") or self.count("unknown"):
+            return EXIT_INCOMPLETE
+        if self.not_read:
+            return EXIT_INCOMPLETE
+        return EXIT_REJECTED if self.count("rejected") else EXIT_OK
 
     def summary(self, *, interrupted: bool) -> dict[str, Any]:
         """The report's last record."""
@@ -210,6 +127,8 @@ class Tally:
         return {
             "type": "summary",
             **{name: self.count("total" if name == "rows" else name) for name in names},
+            "repeats": self.repeats,
+            "not_read": self.not_read,
             "packages": len(self.package_ids),
             "estimated_credits": self.count("estimated_credits"),
             "seconds": round(self.seconds, 3),
@@ -225,21 +144,28 @@ class Tally:
             ("packages", f"{len(self.package_ids):,}"),
         ]
 
-    def figures(self) -> list[tuple[str, str]]:
-        """The summary table's rows."""
+    def figures(self, *, interrupted: bool = False) -> list[tuple[str, str]]:
+        """The summary table's rows; an interrupted run says so, with the rows not read."""
         rate = self.count("total") / max(self.seconds, 1e-9)
+        stopped = []
+        if interrupted:
+            stopped.append(("interrupted", f"yes, {self.not_read:,} rows not read"))
+        elif self.not_read:
+            stopped.append(("not read", f"{self.not_read:,}"))
         return [
+            *stopped,
             *self.count_figures(),
+            ("repeats", f"{self.repeats:,}"),
             ("estimated credits", f"{self.count('estimated_credits'):,}"),
             ("wall time", f"{self.seconds:.2f} s"),
             ("messages per second", f"{rate:,.0f}"),
         ]
 
 
-def _progress_detail(progress: BulkProgress) -> str:
+def _progress_detail(tally: Tally) -> str:
     return (
-        f"sent {progress.sent:,}, rejected {progress.rejected:,}, "
-        f"failed {progress.failed:,}, unknown {progress.unknown:,}"
+        f"sent {tally.count('sent'):,}, rejected {tally.count('rejected'):,}, "
+        f"failed {tally.count('failed'):,}, unknown {tally.count('unknown'):,}"
     )
 
 
@@ -263,13 +189,15 @@ async def run_campaign(
     console: Console,
     settings: BulkSettings,
     on_outcome: Callable[[BatchOutcome], None] | None = None,
+    exclude: frozenset[str] = frozenset(),
 ) -> None:
     """Send `rows` through `iter_bulk` under `settings` and a progress bar, counting into
     `tally`.
 
     `on_outcome` runs from `on_progress`, so it also sees the batches settled while the
     campaign is cancelled. If it raises `OSError` (a report that cannot be written), the
-    campaign stops and later outcomes are kept in `tally.unwritten`.
+    campaign stops and later outcomes are kept in `tally.unwritten`. Rows to a number in
+    `exclude` are rejected as excluded.
     """
 
     def settled(progress: BulkProgress) -> None:
@@ -285,7 +213,7 @@ async def run_campaign(
                 tally.write_error = exc
         if tally.write_error is not None:
             tally.unwritten.append(outcome)
-        bar.update(task, completed=progress.total, detail=_progress_detail(progress))
+        bar.update(task, completed=tally.count("total"), detail=_progress_detail(tally))
 
     with progress_bar(console) as bar:
         task = bar.add_task("sending", total=total, detail="")
@@ -296,6 +224,7 @@ async def run_campaign(
             concurrency=settings.concurrency,
             rate=settings.rate,
             on_progress=settled,
+            exclude=exclude,
         )
         try:
             async with contextlib.aclosing(batches):
@@ -329,22 +258,28 @@ class Report:
         self._file.close()
 
 
-def batch_record(outcome: BatchOutcome, book: LineBook) -> dict[str, Any]:
-    """One batch's report record; numbers in wire form, rejected rows as written."""
+def batch_record(outcome: BatchOutcome, *, ids: bool = False) -> dict[str, Any]:
+    """One batch's report record; numbers in wire form, rejected rows as written.
+
+    Each row's `line` (and `id` when `ids`) comes from the `RowRef` on its `ref`.
+    """
+
+    def where(message: Message) -> dict[str, Any]:
+        ref = message.ref
+        line = ref.line if isinstance(ref, RowRef) else None
+        if not ids:
+            return {"line": line}
+        return {"line": line, "id": ref.id if isinstance(ref, RowRef) else None}
+
     record: dict[str, Any] = {
         "type": "batch",
         "batch": outcome.index,
         "state": outcome.state.value,
         "package_id": outcome.package_id,
         "estimated_credits": outcome.estimated_credits,
-        "rows": [{"line": book.pop(m), "to": m.to, "text": m.text} for m in outcome.messages],
+        "rows": [where(m) | {"to": m.to, "text": m.text} for m in outcome.messages],
         "rejected": [
-            {
-                "line": book.pop(r.message),
-                "to": r.message.to,
-                "text": r.message.text,
-                "reason": r.reason,
-            }
+            where(r.message) | {"to": r.message.to, "text": r.message.text, "reason": r.reason}
             for r in outcome.rejected
         ],
     }
@@ -353,17 +288,82 @@ def batch_record(outcome: BatchOutcome, book: LineBook) -> dict[str, Any]:
     return record
 
 
+def rejected_record(row: Row, *, ids: bool = False) -> dict[str, Any]:
+    """The report record of a row the command rejected itself (template field, repeat)."""
+    record: dict[str, Any] = {"type": "rejected", "line": row.line}
+    if ids:
+        record["id"] = row.id
+    return record | {"to": row.to, "text": row.text, "reason": row.reason}
+
+
+def check_tables(source: CsvSource, check: FileCheck) -> list[Table]:
+    """The dry run's tables: what the check found, and the valid rows by encoding."""
+    reasons = [(f"rejected: {kind}", f"{n:,}") for kind, n in check.rejected.most_common()]
+    summary = figures(
+        f"Check of {source.path.name}: nothing sent",
+        [
+            ("rows", f"{check.rows:,}"),
+            ("valid rows", f"{check.valid:,}"),
+            ("rejected rows", f"{check.rows - check.valid:,}"),
+            *reasons,
+            ("repeats", f"{check.repeats:,}"),
+            ("estimated credits", f"{check.credits:,}"),
+            ("encoding", source.encoding_label),
+            ("separator", {",": "comma", ";": "semicolon", "\t": "tab"}[source.delimiter]),
+        ],
+    )
+    costs = Table(title="Valid rows by encoding and segments", title_justify="left")
+    for name in ("encoding", "segments", "rows", "credits"):
+        costs.add_column(name, justify="left" if name == "encoding" else "right")
+    order = list(ENCODING_NAMES)
+    for (encoding, count), rows in sorted(
+        check.costs.items(), key=lambda item: (order.index(item[0][0]), item[0][1])
+    ):
+        costs.add_row(ENCODING_NAMES[encoding], str(count), f"{rows:,}", f"{rows * count:,}")
+    costs.add_row("total", "", f"{check.valid:,}", f"{check.credits:,}", style="bold")
+    return [summary, costs]
+
+
 @click.command()
 @click.argument("csv_path", metavar="FILE.csv", type=click.Path(dir_okay=False, path_type=Path))
 @click.option(
     "--report",
     "report_path",
     metavar="OUT.jsonl",
-    required=True,
     type=click.Path(dir_okay=False, path_type=Path),
-    help="New file for the JSON Lines report of every batch.",
+    help="New file for the JSON Lines report of every batch (required unless --dry-run).",
 )
+@click.option(
+    "--encoding",
+    metavar="NAME",
+    help="The file's encoding, e.g. cp1254 (Excel's CSV in Turkey); default UTF-8.",
+)
+@click.option("--to-column", metavar="NAME", help="The number column (default 'to').")
+@click.option("--text-column", metavar="NAME", help="The text column (default 'text').")
+@click.option("--id-column", metavar="NAME", help="A column whose value goes in every report row.")
 @click.option("--text", help="The text for every row, for a file with a 'to' column only.")
+@click.option("--template", metavar="TEXT", help="The text, with {Column Name} placeholders.")
+@click.option(
+    "--template-file",
+    metavar="PATH",
+    type=click.Path(dir_okay=False, path_type=Path),
+    help="Read --template from a UTF-8 file.",
+)
+@click.option(
+    "--dedupe", is_flag=True, help="Reject rows repeating an earlier row's number and text."
+)
+@click.option(
+    "--exclude",
+    "exclude_path",
+    metavar="FILE",
+    type=click.Path(dir_okay=False, path_type=Path),
+    help="Numbers not to send to, one a line, any spelling ('#' comments).",
+)
+@click.option(
+    "--dry-run",
+    is_flag=True,
+    help="Check the file and print what would be sent and cost; send nothing, need no key.",
+)
 @click.option(
     "--batch-size", type=click.IntRange(min=1), default=DEFAULT_BATCH_SIZE, show_default=True
 )
@@ -378,10 +378,19 @@ def batch_record(outcome: BatchOutcome, book: LineBook) -> dict[str, Any]:
 @sender_option
 @api_options
 def bulk(
-    api: Api,
+    api: Api | None,
     csv_path: Path,
-    report_path: Path,
+    report_path: Path | None,
+    encoding: str | None,
+    to_column: str | None,
+    text_column: str | None,
+    id_column: str | None,
     text: str | None,
+    template: str | None,
+    template_file: Path | None,
+    dedupe: bool,
+    exclude_path: Path | None,
+    dry_run: bool,
     batch_size: int,
     concurrency: int,
     rate: float | None,
@@ -389,34 +398,116 @@ def bulk(
 ) -> int:
     """Send a campaign from a CSV file.
 
-    FILE.csv has a header line with columns 'to' and 'text' (or 'to' alone, with --text),
-    in UTF-8. Every batch's outcome goes to the new JSON Lines file OUT.jsonl as it settles.
+    FILE.csv has a header line naming a number column and a text column ('to' and 'text'
+    unless --to-column and --text-column say otherwise), or the text comes from --text or
+    --template. Every batch's outcome goes to the new JSON Lines file OUT.jsonl as it
+    settles. Exit status 0 all sent, 3 every valid row sent and some rejected, 1 some rows
+    failed or unknown, 2 bad usage or input, 130 interrupted.
     """
     if text is not None and not text.strip():
         raise CliError("--text is empty")
-    sender = require_sender(sender)
-    layout = scan_csv(csv_path, text=text)
+    if template is not None and template_file is not None:
+        raise CliError("--template and --template-file exclude each other: give one")
+    if template_file is not None:
+        template = read_template_file(template_file)
+    if template is not None and not template.strip():
+        raise CliError("--template is empty")
+    parsed = None if template is None else Template.parse(template)
+    if not dry_run and report_path is None:
+        raise click.UsageError("Missing option '--report' (needed unless --dry-run).")
+    if not dry_run or sender is not None:
+        sender = require_sender(sender)
+    exclude = frozenset() if exclude_path is None else read_exclusions(exclude_path)
+    source = open_source(
+        csv_path,
+        encoding=encoding,
+        to_column=to_column,
+        text_column=text_column,
+        id_column=id_column,
+        text=text,
+        template=parsed,
+    )
+    check = check_file(source, exclude=exclude, dedupe=dedupe)
+    state = session()
+    if dry_run:
+        for table in check_tables(source, check):
+            state.out.print(table)
+        return EXIT_REJECTED if check.valid < check.rows else EXIT_OK
+    if api is None or sender is None or report_path is None:  # settled above, for the types
+        raise CliError("a real run needs --report, a sender and an API key")
+    if check.repeats and not dedupe:
+        state.err.print(
+            f"{csv_path}: rows repeating an earlier row's number and text: {check.repeats:,}; "
+            "they will be sent again (--dedupe rejects them)",
+            markup=False,
+            soft_wrap=True,
+        )
     settings = BulkSettings(batch_size=batch_size, concurrency=concurrency, rate=rate)
-    return run_async(_bulk(api, sender, csv_path, layout, text, report_path, settings))
+    options = Options(exclude=exclude, dedupe=dedupe, exclude_path=exclude_path)
+    return run_async(_bulk(api, sender, source, check, report_path, settings, options))
+
+
+@attrs.frozen
+class Options:
+    """The row options of a run, as `_bulk` needs them.
+
+    Attributes:
+        exclude: Wire-form numbers not to send to.
+        dedupe: Reject repeats of an earlier row.
+        exclude_path: The exclusion file, for the report's header.
+    """
+
+    exclude: frozenset[str] = frozenset()
+    dedupe: bool = False
+    exclude_path: Path | None = None
+
+
+def _messages(
+    source: CsvSource, options: Options, tally: Tally, report: Report
+) -> Generator[Message, None, None]:
+    """The file's rows as messages; rows the command rejects go to the report instead."""
+    ids = source.id_column is not None
+    for row in iter_rows(source, exclude=options.exclude, dedupe=options.dedupe):
+        tally.repeats += row.repeat_of is not None
+        if not row.own:
+            yield row.message()
+            continue
+        tally.own_rejected += 1
+        try:
+            report.write(rejected_record(row, ids=ids))
+        except OSError as exc:
+            tally.write_error = exc
+            return
 
 
 async def _bulk(
     api: Api,
     sender: str,
-    csv_path: Path,
-    layout: CsvLayout,
-    text: str | None,
+    source: CsvSource,
+    check: FileCheck,
     report_path: Path,
     settings: BulkSettings,
+    options: Options | None = None,
 ) -> int:
-    book = LineBook()
-    rows = read_rows(csv_path, layout, text, book)
-    tally = Tally()
+    options = options or Options()
+    tally = Tally(expected=check.rows)
+    ids = source.id_column is not None
     async with api.client(sender) as vairo:
         report = Report(report_path)
+        rows = _messages(source, options, tally, report)
         started_at = datetime.now(UTC).isoformat(timespec="seconds")
         report.write(
-            {"type": "campaign", "file": str(csv_path), "rows": layout.rows, "sender": sender}
+            {
+                "type": "campaign",
+                "file": str(source.path),
+                "rows": check.rows,
+                "valid": check.valid,
+                "repeats": check.repeats,
+                "sender": sender,
+                "encoding": source.encoding_label,
+                "dedupe": options.dedupe,
+                "exclude": None if options.exclude_path is None else str(options.exclude_path),
+            }
             | attrs.asdict(settings)
             | {"started_at": started_at}
         )
@@ -426,21 +517,24 @@ async def _bulk(
                 vairo,
                 rows,
                 tally=tally,
-                total=layout.rows,
+                total=check.rows,
                 console=session().err,
                 settings=settings,
-                on_outcome=lambda outcome: report.write(batch_record(outcome, book)),
+                on_outcome=lambda outcome: report.write(batch_record(outcome, ids=ids)),
+                exclude=options.exclude,
             )
             interrupted = False
-        except (UnicodeDecodeError, csv.Error) as exc:
-            raise CliError(f"reading {csv_path} failed during the campaign: {exc}", 1) from None
+        except CliError as exc:
+            raise CliError(f"reading failed during the campaign: {exc}", EXIT_INCOMPLETE) from None
         finally:
             rows.close()
             if tally.write_error is None:
                 report.write(tally.summary(interrupted=interrupted))
             report.close()
-            title = f"Campaign {csv_path.name} → {report_path}"
-            session().out.print(figures(title, tally.figures()))
+            title = f"Campaign {source.path.name} → {report_path}"
+            if interrupted:
+                title += " (interrupted)"
+            session().out.print(figures(title, tally.figures(interrupted=interrupted)))
     if tally.write_error is not None:
         lost = [o.package_id for o in tally.unwritten if o.package_id is not None]
         raise CliError(
@@ -448,4 +542,4 @@ async def _bulk(
             f"packages missing from the report: {', '.join(map(str, lost)) or 'none'}",
             EXIT_INCOMPLETE,
         )
-    return EXIT_OK if tally.complete else EXIT_INCOMPLETE
+    return tally.exit_status()

@@ -28,6 +28,7 @@ __all__ = [
     "EXIT_INCOMPLETE",
     "EXIT_INTERRUPTED",
     "EXIT_OK",
+    "EXIT_REJECTED",
     "EXIT_USAGE",
     "PROG",
     "Api",
@@ -48,12 +49,16 @@ T = TypeVar("T")
 PROG = "vairo-sms"
 ENV_API_KEY_FILE = "VAIRO_API_KEY_FILE"
 
-#: Every row sent, every package COMPLETED.
+#: Every row sent, none rejected; every package COMPLETED.
 EXIT_OK = 0
-#: Some rows rejected, failed or unknown; a package FAILED or could not be waited for.
+#: Some rows failed or are unknown (or the report could not be written); a package FAILED
+#: or could not be waited for; an API or network error.
 EXIT_INCOMPLETE = 1
 #: Bad usage or a bad input file: nothing was sent.
 EXIT_USAGE = 2
+#: `bulk`: every valid row was sent, and some rows were rejected (bad number, empty text or
+#: template field, excluded, repeat); the dry run: some rows would be rejected.
+EXIT_REJECTED = 3
 #: Ctrl-C.
 EXIT_INTERRUPTED = 130
 
@@ -168,7 +173,10 @@ def _refuse_key_flag(ctx: click.Context, _: click.Parameter, value: str | None) 
 
 
 def api_options(command: Callable[..., int]) -> Callable[..., int]:
-    """Add `--api-key-file` and `--base-url`; the command receives an `Api` as `api`."""
+    """Add `--api-key-file` and `--base-url`; the command receives an `Api` as `api`.
+
+    A command with a `dry_run` option receives None instead when it is set, and no key is read.
+    """
 
     @click.option(
         "--api-key-file",
@@ -188,6 +196,8 @@ def api_options(command: Callable[..., int]) -> Callable[..., int]:
     )
     @functools.wraps(command)
     def with_api(*args: Any, api_key_file: Path | None, base_url: str | None, **kwargs: Any) -> int:
+        if kwargs.get("dry_run"):  # a dry run talks to no server: it needs no key
+            return command(*args, api=None, **kwargs)
         key = _load_key(api_key_file)
         session().secrets.append(key)
         return command(*args, api=Api(key, base_url or None), **kwargs)

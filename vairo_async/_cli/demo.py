@@ -23,6 +23,7 @@ from .._models import Message, PackageStatus
 from ..testing import FakeVairo, Fault, RandomFaults
 from .bulk import Tally, progress_bar, run_campaign
 from .common import EXIT_INCOMPLETE, EXIT_OK, EXIT_USAGE, CliError, figures, run_async, session
+from .rows import Template, fold
 
 __all__ = [
     "DEMO_FAULTS",
@@ -66,6 +67,8 @@ _TEXTS = (
     "STOP to opt out of delivery messages. Thank you for shopping with us, see you soon!",
     "Hoş geldin {name} 🎉 İlk siparişine özel kodun: HOS{code}",
 )
+# The same templates `bulk --template` reads: {Column} placeholders and nothing else.
+_TEMPLATES = tuple(Template.parse(text) for text in _TEXTS)
 _BAD_ROWS = (
     ("0212 555 12 34", "Sabit hatta SMS gitmez."),
     ("+44 7911 123456", "Yurt dışı numarası."),
@@ -100,8 +103,9 @@ def demo_rows(count: int) -> Iterator[Message]:
             to, text = _BAD_ROWS[(index // INVALID_EVERY) % len(_BAD_ROWS)]
             yield Message(to=to or number, text=text)
             continue
-        template = _TEXTS[index % len(_TEXTS)]
-        text = template.format(name=_NAMES[index % len(_NAMES)], code=f"{index % 10000:04d}")
+        template = _TEMPLATES[index % len(_TEMPLATES)]
+        values = {"name": _NAMES[index % len(_NAMES)], "code": f"{index % 10000:04d}"}
+        text, _ = template.render([values[fold(field)] for field in template.fields])
         yield Message(to=_spelling(number, index), text=text)
 
 

@@ -106,7 +106,8 @@ def cli(verbose: bool) -> None:
     """Send SMS through VairoSMS, or try the SDK against its built-in emulator.
 
     The API key comes from $VAIRO_API_KEY or --api-key-file, never from a flag.
-    Exit status: 0 all sent, 1 some rows or packages did not go through, 2 bad usage or input.
+    Exit status: 0 all sent; 1 some rows or packages did not go through (failed, unknown);
+    3 bulk sent every valid row and rejected some; 2 bad usage or input; 130 interrupted.
     """
     session().verbose = verbose
 
