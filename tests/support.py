@@ -13,7 +13,17 @@ import httpx
 
 from vairo_async.testing import FakeVairo, Fault
 
-__all__ = ["API_KEY", "DATA", "ROOT", "Raise", "Recorder", "Reply", "Step", "load_sample"]
+__all__ = [
+    "API_KEY",
+    "DATA",
+    "ROOT",
+    "Raise",
+    "Recorder",
+    "Reply",
+    "Step",
+    "accept_package",
+    "load_sample",
+]
 
 ROOT = Path(__file__).resolve().parent.parent
 DATA = Path(__file__).parent / "data"
@@ -23,6 +33,15 @@ API_KEY = "sk-live-S3CR3T-0123456789abcdef"
 def load_sample(name: str) -> Any:
     """A sample answer copied verbatim from the GonderimBilgisi API document."""
     return json.loads((DATA / name).read_text(encoding="utf-8"))
+
+
+async def accept_package(fake: FakeVairo, dest: str = "5399999999", text: str = "x") -> int:
+    """Have `fake` accept a one-message package (bypassing any `Recorder`); its id."""
+    async with httpx.AsyncClient(transport=fake.transport(), base_url=fake.base_url) as http:
+        body = {"baslik": "ACME", "mesajlar": [{"msg": text, "dest": dest}]}
+        answer = await http.post("SmsGonder", params={"api_key": fake.api_key}, json=body)
+    package_id: int = answer.json()["aciklama"]
+    return package_id
 
 
 @attrs.frozen
