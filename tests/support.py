@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import asyncio
 import json
-import time
 from pathlib import Path
 from typing import Any
 
@@ -88,21 +87,22 @@ class Recorder(httpx.AsyncBaseTransport):
 
     Every request goes to the emulator, which answers and records it (assert on
     `fake.requests`, `fake.packages`, `fake.messages`). The recorder adds what only the client
-    side knows: `requests`, every request the client made, and `started`, when each was made
-    (`time.monotonic`). `script(*steps)` decides the fate of the next requests, one step each,
-    in order (a `Fault` is injected into the emulator for that one request); `hold()` stops
-    requests before the emulator until `release()`.
+    side knows: `requests`, every request the client made; `started`, when each was made (on
+    the event loop's clock, virtual or real); and `in_flight`, how many are under way.
+    `script(*steps)` decides the fate of the next requests, one step each, in order (a `Fault`
+    is injected into the emulator for that one request); `hold()` stops requests before the
+    emulator until `release()`.
     """
 
     def __init__(self, fake: FakeVairo) -> None:
         self.fake = fake
         self.requests: list[httpx.Request] = []
         self.started: list[float] = []
-        self.held = 0
+        self.in_flight = 0
         self._inner = fake.transport()
         self._steps: list[Step] = []
         self._gate: asyncio.Event | None = None
-        self._crowds: dict[int, asyncio.Event] = {}
+        self._changed: asyncio.Condition | None = None
 
     @property
     def bodies(self) -> list[dict[str, Any]]:
@@ -123,26 +123,30 @@ class Recorder(httpx.AsyncBaseTransport):
             self._gate.set()
         self._gate = None
 
-    async def wait_held(self, count: int) -> None:
-        """Return once `count` requests are held at once."""
-        if self.held < count:
-            await self._crowds.setdefault(count, asyncio.Event()).wait()
+    async def wait_in_flight(self, count: int) -> None:
+        """Return once `count` requests are under way at once (held ones included)."""
+        if self._changed is None:
+            self._changed = asyncio.Condition()
+        async with self._changed:
+            await self._changed.wait_for(lambda: self.in_flight >= count)
 
     async def handle_async_request(self, request: httpx.Request) -> httpx.Response:
         """Record `request`, apply its scripted step, and let the emulator answer it."""
         self.requests.append(request)
-        self.started.append(time.monotonic())
+        self.started.append(asyncio.get_running_loop().time())
         step = self._steps.pop(0) if self._steps else None
-        gate = self._gate
-        if gate is not None:
-            self.held += 1
-            for count, crowd in self._crowds.items():
-                if self.held >= count:
-                    crowd.set()
-            try:
-                await gate.wait()
-            finally:
-                self.held -= 1
+        self.in_flight += 1
+        try:
+            if self._changed is not None:
+                async with self._changed:
+                    self._changed.notify_all()
+            if self._gate is not None:
+                await self._gate.wait()
+            return await self._answer(request, step)
+        finally:
+            self.in_flight -= 1
+
+    async def _answer(self, request: httpx.Request, step: Step) -> httpx.Response:
         if isinstance(step, Reply):
             return step.response()
         if isinstance(step, Raise) and not step.after:

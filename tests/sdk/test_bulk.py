@@ -358,7 +358,7 @@ async def test_cancellation_reports_in_flight_batches_as_unknown(
     task = asyncio.create_task(
         client.send_bulk(rows(), batch_size=10, concurrency=2, on_progress=seen.append)
     )
-    await recorder.wait_held(2)
+    await recorder.wait_in_flight(2)
     task.cancel()
     with pytest.raises(asyncio.CancelledError):
         await task
