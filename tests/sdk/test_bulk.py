@@ -164,7 +164,7 @@ async def test_input_is_consumed_lazily(client: AsyncVairoClient) -> None:
     first = await anext(outcomes)
     assert first.state is BatchState.SENT
     assert pulled <= 100 * 6  # two in flight, two queued, two forming at most
-    await outcomes.aclose()  # type: ignore[attr-defined]
+    await outcomes.aclose()
 
 
 async def test_async_iterable_input(client: AsyncVairoClient, fake: FakeVairo) -> None:
@@ -383,7 +383,7 @@ async def test_breaking_out_of_iter_bulk_stops_the_campaign(
     outcomes = client.iter_bulk(rows, batch_size=10, concurrency=2, on_progress=seen.append)
     async for _ in outcomes:
         break
-    await outcomes.aclose()  # type: ignore[attr-defined]
+    await outcomes.aclose()
     assert len(fake.packages) < 100
     assert seen[-1].total == seen[-1].sent + seen[-1].failed + seen[-1].unknown
     assert asyncio.all_tasks() == {asyncio.current_task()}

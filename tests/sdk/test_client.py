@@ -65,7 +65,7 @@ async def test_send_many_numbers_and_messages(
             sender="OTHER",
         )
     first, second = recorder.bodies
-    assert [m["dest"] for m in first["mesajlar"]] == ["5399999999", "5554444444"]  # type: ignore[attr-defined]
+    assert [m["dest"] for m in first["mesajlar"]] == ["5399999999", "5554444444"]
     assert second["baslik"] == "OTHER"
     assert second["mesajlar"] == [
         {"msg": "Merhaba Ali", "dest": "5399999999"},

@@ -325,7 +325,7 @@ def _state(policy: RetryPolicy, attempt: int, error: BaseException) -> tenacity.
 def make_policy(**changes: float) -> RetryPolicy:
     options = {"backoff": 0.5, "backoff_max": 8.0, "retry_after_max": 60.0}
     options.update(changes)
-    return RetryPolicy(max_retries=10, retry_unknown_outcomes=False, **options)  # type: ignore[arg-type]
+    return RetryPolicy(max_retries=10, retry_unknown_outcomes=False, **options)
 
 
 def test_backoff_is_exponential_with_jitter_and_capped() -> None:

@@ -66,8 +66,8 @@ async def test_every_error_path_keeps_the_key_secret(
                 except VairoError as error:
                     errors.append(error)
     assert len(errors) == 2 * len(TABLE)
-    for error in errors:
-        assert_error_is_clean(error)
+    for caught in errors:
+        assert_error_is_clean(caught)
     assert_logs_are_clean(debug_logs)
     assert any("HTTP Request" in r.getMessage() for r in debug_logs.records)
     assert any("api_key=[REDACTED]" in r.getMessage() for r in debug_logs.records)
