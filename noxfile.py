@@ -1,4 +1,4 @@
-"""Maintainer sessions: `nox -s tests`, `lint`, `typecheck`, `bench`."""
+"""Maintainer sessions: `nox -s tests`, `coverage`, `lint`, `typecheck`, `bench`."""
 
 from __future__ import annotations
 
@@ -27,6 +27,16 @@ def tests(session: nox.Session) -> None:
 
 
 @nox.session
+def coverage(session: nox.Session) -> None:
+    """The whole test suite under coverage, failing below the gate in pyproject.toml."""
+    session.install("-e", ".[test]")
+    session.run("coverage", "erase")
+    session.run("coverage", "run", "-m", "pytest", *session.posargs)
+    session.run("coverage", "combine", "-q")
+    session.run("coverage", "report")
+
+
+@nox.session
 def lint(session: nox.Session) -> None:
     """ruff check and ruff format --check."""
     session.install("-e", ".[lint]")
@@ -36,9 +46,9 @@ def lint(session: nox.Session) -> None:
 
 @nox.session
 def typecheck(session: nox.Session) -> None:
-    """mypy --strict on the package, and on the public API as a user types it."""
-    session.install("-e", ".[lint,testing]")
-    session.run("mypy", "--strict", "vairo_async")
+    """mypy --strict on the package and the tests, and on the public API as a user types it."""
+    session.install("-e", ".[lint,test]")
+    session.run("mypy", "--strict", "vairo_async", "tests")
     session.run("mypy", "--strict", "tests/typing/api.py")
 
 

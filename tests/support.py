@@ -1,12 +1,28 @@
-"""What the test modules share: the test key and the API document's sample answers."""
+"""What the test modules share: the test key, the API document's samples, and `Recorder`."""
 
 from __future__ import annotations
 
+import asyncio
 import json
 from pathlib import Path
 from typing import Any
 
-__all__ = ["API_KEY", "DATA", "ROOT", "load_sample"]
+import attrs
+import httpx
+
+from vairo_async.testing import FakeVairo, Fault
+
+__all__ = [
+    "API_KEY",
+    "DATA",
+    "ROOT",
+    "Raise",
+    "Recorder",
+    "Reply",
+    "Step",
+    "accept_package",
+    "load_sample",
+]
 
 ROOT = Path(__file__).resolve().parent.parent
 DATA = Path(__file__).parent / "data"
@@ -16,3 +32,133 @@ API_KEY = "sk-live-S3CR3T-0123456789abcdef"
 def load_sample(name: str) -> Any:
     """A sample answer copied verbatim from the GonderimBilgisi API document."""
     return json.loads((DATA / name).read_text(encoding="utf-8"))
+
+
+async def accept_package(fake: FakeVairo, dest: str = "5399999999", text: str = "x") -> int:
+    """Have `fake` accept a one-message package (bypassing any `Recorder`); its id."""
+    async with httpx.AsyncClient(transport=fake.transport(), base_url=fake.base_url) as http:
+        body = {"baslik": "ACME", "mesajlar": [{"msg": text, "dest": dest}]}
+        answer = await http.post("SmsGonder", params={"api_key": fake.api_key}, json=body)
+    package_id: int = answer.json()["aciklama"]
+    return package_id
+
+
+@attrs.frozen
+class Raise:
+    """One request fails on the client's side with `error`, as the network would fail it.
+
+    Before the emulator (`after=False`): the request never arrives, as with a refused
+    connection. After it (`after=True`): the emulator handles and records the request, and
+    its answer is lost.
+    """
+
+    error: type[Exception]
+    after: bool = False
+
+    def exception(self, request: httpx.Request) -> Exception:
+        """The exception to raise for `request`."""
+        if issubclass(self.error, httpx.RequestError):
+            return self.error("scripted failure", request=request)
+        return self.error("scripted failure")
+
+
+@attrs.frozen
+class Reply:
+    """One request is answered in front of the emulator (a proxy's page, a mangled body)."""
+
+    status: int
+    content: bytes = b""
+    json: object = None
+    headers: dict[str, str] = attrs.field(factory=dict)
+
+    def response(self) -> httpx.Response:
+        """The answer."""
+        if self.json is not None:
+            return httpx.Response(self.status, json=self.json, headers=self.headers)
+        return httpx.Response(self.status, content=self.content, headers=self.headers)
+
+
+Step = Fault | Raise | Reply | None
+"""What `Recorder.script` does to one request: a `Fault` is the emulator's own, None nothing."""
+
+
+class Recorder(httpx.AsyncBaseTransport):
+    """`FakeVairo`'s in-process transport, recording what the client side sees.
+
+    Every request goes to the emulator, which answers and records it (assert on
+    `fake.requests`, `fake.packages`, `fake.messages`). The recorder adds what only the client
+    side knows: `requests`, every request the client made; `started`, when each was made (on
+    the event loop's clock, virtual or real); and `in_flight`, how many are under way.
+    `script(*steps)` decides the fate of the next requests, one step each, in order (a `Fault`
+    is injected into the emulator for that one request); `hold()` stops requests before the
+    emulator until `release()`.
+    """
+
+    def __init__(self, fake: FakeVairo) -> None:
+        self.fake = fake
+        self.requests: list[httpx.Request] = []
+        self.started: list[float] = []
+        self.in_flight = 0
+        self._inner = fake.transport()
+        self._steps: list[Step] = []
+        self._gate: asyncio.Event | None = None
+        self._changed: asyncio.Condition | None = None
+
+    @property
+    def bodies(self) -> list[dict[str, Any]]:
+        """The JSON bodies of the sends the client made, in order."""
+        return [json.loads(r.content) for r in self.requests if r.method == "POST"]
+
+    def script(self, *steps: Step) -> None:
+        """Queue `steps` for the next requests, one step per request."""
+        self._steps.extend(steps)
+
+    def hold(self) -> None:
+        """Make requests wait before reaching the emulator, until `release()`."""
+        self._gate = asyncio.Event()
+
+    def release(self) -> None:
+        """Let held requests through."""
+        if self._gate is not None:
+            self._gate.set()
+        self._gate = None
+
+    async def wait_in_flight(self, count: int) -> None:
+        """Return once `count` requests are under way at once (held ones included)."""
+        if self._changed is None:
+            self._changed = asyncio.Condition()
+        async with self._changed:
+            await self._changed.wait_for(lambda: self.in_flight >= count)
+
+    async def handle_async_request(self, request: httpx.Request) -> httpx.Response:
+        """Record `request`, apply its scripted step, and let the emulator answer it."""
+        self.requests.append(request)
+        self.started.append(asyncio.get_running_loop().time())
+        step = self._steps.pop(0) if self._steps else None
+        self.in_flight += 1
+        try:
+            if self._changed is not None:
+                async with self._changed:
+                    self._changed.notify_all()
+            if self._gate is not None:
+                await self._gate.wait()
+            return await self._answer(request, step)
+        finally:
+            self.in_flight -= 1
+
+    async def _answer(self, request: httpx.Request, step: Step) -> httpx.Response:
+        if isinstance(step, Reply):
+            return step.response()
+        if isinstance(step, Raise) and not step.after:
+            raise step.exception(request)
+        if isinstance(step, Fault):
+            self.fake.inject(step, endpoint="send" if request.method == "POST" else "report")
+        response = await self._inner.handle_async_request(request)
+        if isinstance(step, Raise):
+            await response.aread()
+            raise step.exception(request)
+        return response
+
+    async def aclose(self) -> None:
+        """Close the emulator's transport."""
+        await self._inner.aclose()

@@ -1,7 +1,11 @@
 """vairo-async: an asyncio SDK for the VairoSMS bulk-SMS API."""
 
 import logging as _logging
+import types as _types
 
+import attrs as _attrs
+
+from ._bulk import Messages, ProgressHook
 from ._client import AsyncVairoClient
 from ._errors import (
     APIError,
@@ -53,10 +57,12 @@ __all__ = [
     "FailureLog",
     "InvalidRequestError",
     "Message",
+    "Messages",
     "OutcomeUnknownError",
     "PackageExpiredError",
     "PackageReport",
     "PackageStatus",
+    "ProgressHook",
     "RateLimitError",
     "Rejection",
     "Segments",
@@ -71,3 +77,14 @@ __all__ = [
     "segments",
     "transliterate_turkish",
 ]
+
+# Tracebacks and reprs name the public path (`vairo_async.OutcomeUnknownError`), not the private
+# module. Field types are resolved first, against the modules that define them, so tools that
+# read them later (cattrs, attrs.resolve_types) do not look them up in this namespace.
+for _name in __all__:
+    _value = globals()[_name]
+    if isinstance(_value, type) and _attrs.has(_value):
+        _attrs.resolve_types(_value)
+    if isinstance(_value, type | _types.FunctionType):
+        _value.__module__ = __name__
+del _name, _value

@@ -46,7 +46,10 @@ __all__ = [
 
 
 class VairoError(Exception):
-    """Base class of every error this SDK raises."""
+    """Base class of every error this SDK raises.
+
+    .. versionadded:: 0.1.0
+    """
 
 
 class ConfigurationError(VairoError):
@@ -55,6 +58,8 @@ class ConfigurationError(VairoError):
     Attributes:
         problems: One line per bad setting, each naming the setting and what is wrong with
             it; the API key's value is never quoted.
+
+    .. versionadded:: 0.1.0
     """
 
     def __init__(self, problems: str | list[str] | tuple[str, ...]) -> None:
@@ -65,7 +70,10 @@ class ConfigurationError(VairoError):
 
 
 class ClientClosedError(VairoError, RuntimeError):
-    """The client was used after `aclose()` or after its `async with` block ended."""
+    """The client was used after `aclose()` or after its `async with` block ended.
+
+    .. versionadded:: 0.1.0
+    """
 
 
 class InvalidRequestError(VairoError, ValueError):
@@ -73,6 +81,8 @@ class InvalidRequestError(VairoError, ValueError):
 
     Attributes:
         problems: One line per bad value, each naming the value and what is wrong with it.
+
+    .. versionadded:: 0.1.0
     """
 
     def __init__(self, problems: list[str] | tuple[str, ...]) -> None:
@@ -90,6 +100,8 @@ class APIError(VairoError):
         status_code: The HTTP status of the answer.
         body: An excerpt of the answer's body, with the API key removed.
         retry_after: Seconds the server asked us to wait (`Retry-After`), if it said.
+
+    .. versionadded:: 0.1.0
     """
 
     def __init__(
@@ -108,15 +120,24 @@ class APIError(VairoError):
 
 
 class AuthenticationError(APIError):
-    """The API key was refused (HTTP 401 or 403)."""
+    """The API key was refused (HTTP 401 or 403).
+
+    .. versionadded:: 0.1.0
+    """
 
 
 class RateLimitError(APIError):
-    """Too many requests (HTTP 429); `retry_after` says how long the server wants us to wait."""
+    """Too many requests (HTTP 429); `retry_after` says how long the server wants us to wait.
+
+    .. versionadded:: 0.1.0
+    """
 
 
 class ServerError(APIError):
-    """The server failed (HTTP 5xx)."""
+    """The server failed (HTTP 5xx).
+
+    .. versionadded:: 0.1.0
+    """
 
 
 class TransportError(VairoError):
@@ -125,6 +146,8 @@ class TransportError(VairoError):
     Attributes:
         may_have_reached_server: False only when the request certainly never reached the
             server (the connection could not be made), which makes a resend safe.
+
+    .. versionadded:: 0.1.0
     """
 
     def __init__(self, message: str, *, may_have_reached_server: bool) -> None:
@@ -138,6 +161,8 @@ class UnexpectedResponseError(VairoError):
     Attributes:
         status_code: The HTTP status of the answer.
         body: An excerpt of the answer's body, with the API key removed.
+
+    .. versionadded:: 0.1.0
     """
 
     def __init__(self, message: str, *, status_code: int, body: str = "") -> None:
@@ -153,6 +178,8 @@ class OutcomeUnknownError(VairoError):
 
     Attributes:
         error: The failure behind the uncertainty (also the exception's `__cause__`).
+
+    .. versionadded:: 0.1.0
     """
 
     def __init__(self, error: VairoError) -> None:
@@ -171,6 +198,8 @@ class BulkInputError(VairoError):
     Attributes:
         result: The campaign up to the failure: every row read is accounted for, and every
             package id of a batch sent is in it.
+
+    .. versionadded:: 0.1.0
     """
 
     def __init__(self, result: BulkResult) -> None:
@@ -187,6 +216,8 @@ class WaitTimeoutError(VairoError, TimeoutError):
     Attributes:
         package_id: The package waited on.
         last_report: The last report seen, or None if no poll succeeded.
+
+    .. versionadded:: 0.1.0
     """
 
     def __init__(self, package_id: int, last_report: PackageReport | None, timeout: float) -> None:
@@ -206,6 +237,8 @@ class PackageExpiredError(WaitTimeoutError):
         last_report: The report that showed it still unsettled.
         expired_at: When its validity ended (`expires_at`, or later for a scheduled package).
         grace: Seconds past `expired_at` the wait allowed before giving up.
+
+    .. versionadded:: 0.1.0
     """
 
     last_report: PackageReport
@@ -231,6 +264,8 @@ class WaitAllError(ExceptionGroup[VairoError], VairoError):
 
     Attributes:
         errors: Each such package's id and its error, in the order they failed.
+
+    .. versionadded:: 0.1.0
     """
 
     errors: Mapping[int, VairoError]

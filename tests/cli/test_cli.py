@@ -272,10 +272,12 @@ async def test_bulk_with_one_text_for_every_row(
     source.write_text("To\n05399999901\n0539 999 99 02\n", encoding="utf-8")
     key_file = tmp_path / "key"
     key_file.write_text(f"  {API_KEY}\n", encoding="utf-8")
-    env = {**env, "VAIRO_API_KEY": None}
+    without_key: dict[str, str | None] = {**env, "VAIRO_API_KEY": None}
     args = ["--text", "Merhaba", "--api-key-file", str(key_file)]
 
-    result = await invoke_async(["bulk", str(source), "--report", str(tmp_path / "r"), *args], env)
+    result = await invoke_async(
+        ["bulk", str(source), "--report", str(tmp_path / "r"), *args], without_key
+    )
 
     assert result.exit_code == 0, result.output
     assert [(m.dest, m.text) for m in fake.messages] == [
@@ -588,9 +590,9 @@ async def test_a_refused_key_from_a_file_is_not_printed(
     wrong = "sk-live-WRONG-KEY-0000000000"
     key_file = tmp_path / "key"
     key_file.write_text(wrong + "\n", encoding="utf-8")
-    env = {**env, "VAIRO_API_KEY": None}
+    without_key: dict[str, str | None] = {**env, "VAIRO_API_KEY": None}
 
-    result = await invoke_async(["status", "1", "--api-key-file", str(key_file)], env)
+    result = await invoke_async(["status", "1", "--api-key-file", str(key_file)], without_key)
 
     assert "AuthenticationError" in assert_one_line_error(result, status=1)
     assert wrong not in result.output

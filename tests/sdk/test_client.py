@@ -8,7 +8,7 @@ import ssl
 import httpx
 import pytest
 
-from tests.support import API_KEY, load_sample
+from tests.support import API_KEY, Recorder, accept_package
 from vairo_async import (
     AsyncVairoClient,
     ClientClosedError,
@@ -19,35 +19,27 @@ from vairo_async import (
     Submission,
 )
 from vairo_async._transport import AiohttpTransport
-
-
-class Recorder:
-    """A MockTransport handler that records requests and answers a package id."""
-
-    def __init__(self) -> None:
-        self.requests: list[httpx.Request] = []
-
-    def __call__(self, request: httpx.Request) -> httpx.Response:
-        self.requests.append(request)
-        if request.method == "GET":
-            return httpx.Response(200, json=load_sample("report_completed.json"))
-        return httpx.Response(200, json={"durum": True, "aciklama": 52})
-
-    def bodies(self) -> list[dict[str, object]]:
-        return [json.loads(r.content) for r in self.requests]
+from vairo_async.testing import FakeVairo, SentMessage
 
 
 @pytest.fixture
-def recorder() -> Recorder:
-    return Recorder()
+def fake() -> FakeVairo:
+    return FakeVairo(api_key=API_KEY, first_package_id=52)
+
+
+@pytest.fixture
+def recorder(fake: FakeVairo) -> Recorder:
+    return Recorder(fake)
 
 
 @pytest.fixture
 def client(recorder: Recorder) -> AsyncVairoClient:
-    return AsyncVairoClient(API_KEY, sender="ACME", transport=httpx.MockTransport(recorder))
+    return AsyncVairoClient(API_KEY, sender="ACME", transport=recorder)
 
 
-async def test_send_one_number(client: AsyncVairoClient, recorder: Recorder) -> None:
+async def test_send_one_number(
+    client: AsyncVairoClient, recorder: Recorder, fake: FakeVairo
+) -> None:
     async with client:
         sub = await client.send("Kodunuz 1234", to="0539 999 99 99")
     assert sub == Submission(package_id=52, recipient_count=1, estimated_credits=1)
@@ -56,12 +48,15 @@ async def test_send_one_number(client: AsyncVairoClient, recorder: Recorder) -> 
     assert request.url.path == "/Panel/api/v1/SmsGonder"
     assert request.url.params["api_key"] == API_KEY
     assert request.headers["content-type"] == "application/json"
-    assert recorder.bodies() == [
+    assert recorder.bodies == [
         {"baslik": "ACME", "mesajlar": [{"msg": "Kodunuz 1234", "dest": "5399999999"}]}
     ]
+    assert fake.messages == (SentMessage(52, "5399999999", "Kodunuz 1234", "ACME", None),)
 
 
-async def test_send_many_numbers_and_messages(client: AsyncVairoClient, recorder: Recorder) -> None:
+async def test_send_many_numbers_and_messages(
+    client: AsyncVairoClient, recorder: Recorder, fake: FakeVairo
+) -> None:
     async with client:
         sub = await client.send("Merhaba", to=("+90 539 999 99 99", "05554444444"))
         assert sub.recipient_count == 2
@@ -69,12 +64,18 @@ async def test_send_many_numbers_and_messages(client: AsyncVairoClient, recorder
             [Message(to="5399999999", text="Merhaba Ali"), Message(to="5554444444", text="Selam")],
             sender="OTHER",
         )
-    first, second = recorder.bodies()
-    assert [m["dest"] for m in first["mesajlar"]] == ["5399999999", "5554444444"]  # type: ignore[attr-defined]
+    first, second = recorder.bodies
+    assert [m["dest"] for m in first["mesajlar"]] == ["5399999999", "5554444444"]
     assert second["baslik"] == "OTHER"
     assert second["mesajlar"] == [
         {"msg": "Merhaba Ali", "dest": "5399999999"},
         {"msg": "Selam", "dest": "5554444444"},
+    ]
+    assert [(m.package_id, m.dest, m.sender) for m in fake.messages] == [
+        (52, "5399999999", "ACME"),
+        (52, "5554444444", "ACME"),
+        (53, "5399999999", "OTHER"),
+        (53, "5554444444", "OTHER"),
     ]
 
 
@@ -117,6 +118,7 @@ async def test_submission_estimates_credits(
 async def test_tr_char_is_automatic(
     client: AsyncVairoClient,
     recorder: Recorder,
+    fake: FakeVairo,
     texts: list[str],
     tr_char: bool | None,
     expected: bool | None,
@@ -125,10 +127,13 @@ async def test_tr_char_is_automatic(
         await client.send_messages(
             [Message(to="5399999999", text=t) for t in texts], tr_char=tr_char
         )
-    assert recorder.bodies()[0].get("tr_char") is expected
+    assert recorder.bodies[0].get("tr_char") is expected
+    assert fake.packages[52].tr_char is expected
 
 
-async def test_get_report(client: AsyncVairoClient, recorder: Recorder) -> None:
+async def test_get_report(client: AsyncVairoClient, recorder: Recorder, fake: FakeVairo) -> None:
+    assert await accept_package(fake) == 52
+    fake.complete_now(52)
     async with client:
         report = await client.get_report(52)
     assert report.package_id == 52
@@ -137,15 +142,17 @@ async def test_get_report(client: AsyncVairoClient, recorder: Recorder) -> None:
     assert request.method == "GET"
     assert request.url.path == "/Panel/api/v1/GonderimBilgisi/52"
     assert request.url.params["api_key"] == API_KEY
+    assert fake.packages[52].polls == 1
 
 
 @pytest.mark.parametrize("bad", [-1, "52", 5.0, None, True])
 async def test_get_report_rejects_bad_ids(
-    client: AsyncVairoClient, recorder: Recorder, bad: object
+    client: AsyncVairoClient, recorder: Recorder, fake: FakeVairo, bad: object
 ) -> None:
     with pytest.raises(InvalidRequestError, match="package_id"):
         await client.get_report(bad)  # type: ignore[arg-type]
     assert recorder.requests == []
+    assert fake.requests == ()
 
 
 # --- input rules: every bad value named, nothing sent --------------------------------
@@ -183,7 +190,11 @@ async def test_get_report_rejects_bad_ids(
     ],
 )
 async def test_bad_input_raises_and_sends_nothing(
-    client: AsyncVairoClient, recorder: Recorder, call: object, fragments: list[str]
+    client: AsyncVairoClient,
+    recorder: Recorder,
+    fake: FakeVairo,
+    call: object,
+    fragments: list[str],
 ) -> None:
     async with client:
         with pytest.raises(InvalidRequestError) as info:
@@ -192,13 +203,15 @@ async def test_bad_input_raises_and_sends_nothing(
     for fragment in fragments:
         assert fragment in str(info.value)
     assert recorder.requests == []
+    assert fake.requests == ()
 
 
-async def test_missing_sender_is_an_input_error(recorder: Recorder) -> None:
-    async with AsyncVairoClient(API_KEY, transport=httpx.MockTransport(recorder)) as client:
+async def test_missing_sender_is_an_input_error(recorder: Recorder, fake: FakeVairo) -> None:
+    async with AsyncVairoClient(API_KEY, transport=recorder) as client:
         with pytest.raises(InvalidRequestError, match="no sender"):
             await client.send("hi", to="5399999999")
     assert recorder.requests == []
+    assert fake.requests == ()
 
 
 # --- configuration -------------------------------------------------------------------
@@ -211,17 +224,20 @@ def test_missing_key_is_a_configuration_error() -> None:
         AsyncVairoClient("  ")
 
 
-async def test_environment_fallbacks(monkeypatch: pytest.MonkeyPatch, recorder: Recorder) -> None:
+async def test_environment_fallbacks(monkeypatch: pytest.MonkeyPatch) -> None:
+    fake = FakeVairo(api_key=API_KEY, prefix="/api/")
+    recorder = Recorder(fake)
     monkeypatch.setenv("VAIRO_API_KEY", API_KEY)
     monkeypatch.setenv("VAIRO_SENDER", "ENVSENDER")
     monkeypatch.setenv("VAIRO_BASE_URL", "http://127.0.0.1:9/api")
-    async with AsyncVairoClient(transport=httpx.MockTransport(recorder)) as client:
+    async with AsyncVairoClient(transport=recorder) as client:
         assert client.base_url == "http://127.0.0.1:9/api/"
         await client.send("hi", to="5399999999")
     (request,) = recorder.requests
     assert str(request.url).startswith("http://127.0.0.1:9/api/SmsGonder?")
     assert request.url.params["api_key"] == API_KEY
     assert json.loads(request.content)["baslik"] == "ENVSENDER"
+    assert [p.sender for p in fake.packages.values()] == ["ENVSENDER"]
 
 
 def test_default_base_url() -> None:
@@ -260,16 +276,18 @@ def test_http_client_and_transport_are_exclusive() -> None:
         AsyncVairoClient(
             API_KEY,
             http_client=httpx.AsyncClient(),
-            transport=httpx.MockTransport(Recorder()),
+            transport=Recorder(FakeVairo()),
         )
 
 
-async def test_caller_owned_http_client_stays_open(recorder: Recorder) -> None:
-    async with httpx.AsyncClient(transport=httpx.MockTransport(recorder)) as http:
+async def test_caller_owned_http_client_stays_open(recorder: Recorder, fake: FakeVairo) -> None:
+    async with httpx.AsyncClient(transport=recorder) as http:
         async with AsyncVairoClient(API_KEY, sender="ACME", http_client=http) as client:
             await client.send("hi", to="5399999999")
         assert not http.is_closed
-        assert (await http.get("https://example.test/")).status_code == 200
+        url = f"{client.base_url}GonderimBilgisi/52"
+        assert (await http.get(url, params={"api_key": API_KEY})).status_code == 200
+    assert fake.request_count(endpoint="report", outcome="ok") == 1
 
 
 async def test_own_http_client_is_closed(client: AsyncVairoClient) -> None:
@@ -279,7 +297,7 @@ async def test_own_http_client_is_closed(client: AsyncVairoClient) -> None:
 
 
 async def test_use_after_close_is_a_clear_error(
-    client: AsyncVairoClient, recorder: Recorder
+    client: AsyncVairoClient, recorder: Recorder, fake: FakeVairo
 ) -> None:
     await client.aclose()
     await client.aclose()  # idempotent
@@ -291,6 +309,7 @@ async def test_use_after_close_is_a_clear_error(
         async with client:
             pass
     assert recorder.requests == []
+    assert fake.requests == ()
 
 
 def test_default_timeouts_are_set() -> None:

@@ -2,7 +2,11 @@ from __future__ import annotations
 
 import importlib
 import pkgutil
+import traceback
+import types
+import typing
 
+import cattrs
 import pytest
 
 import vairo_async
@@ -29,3 +33,39 @@ def test_every_module_declares_all(module: str) -> None:
     assert isinstance(loaded.__all__, list)
     for name in loaded.__all__:
         assert hasattr(loaded, name), f"{module}.{name}"
+
+
+@pytest.mark.parametrize("name", vairo_async.__all__)
+def test_every_public_class_and_function_names_the_public_module(name: str) -> None:
+    value = getattr(vairo_async, name)
+    if isinstance(value, type | types.FunctionType):
+        assert value.__module__ == "vairo_async", name
+
+
+def test_the_type_aliases_of_public_signatures_are_exported() -> None:
+    hints = typing.get_type_hints(vairo_async.AsyncVairoClient.iter_bulk)
+    assert hints["messages"] == vairo_async.Messages
+    assert hints["on_progress"] == vairo_async.ProgressHook | None
+
+
+def test_a_traceback_names_exceptions_by_their_public_path() -> None:
+    cause = vairo_async.ServerError("Sunucu hatası", status_code=500)
+    try:
+        raise vairo_async.OutcomeUnknownError(cause) from cause
+    except vairo_async.OutcomeUnknownError:
+        text = traceback.format_exc()
+    lines = text.splitlines()
+    assert "vairo_async.ServerError: HTTP 500: Sunucu hatası" in lines
+    assert lines[-1].startswith("vairo_async.OutcomeUnknownError: the send may or may not")
+    assert "_errors" not in text
+
+
+def test_models_still_convert_with_a_fresh_converter() -> None:
+    # The public `__module__` must not break tools that resolve the models' annotations.
+    converter = cattrs.Converter()
+    converter.register_structure_hook_func(lambda t: t is object, lambda value, _: value)
+    data = {"to": "5399999999", "text": "hi", "ref": 7}
+    message = converter.structure(data, vairo_async.Message)
+    assert message == vairo_async.Message(to="5399999999", text="hi")
+    assert message.ref == 7
+    assert converter.unstructure(message) == data

@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import json
 import logging
 import traceback
 from collections.abc import AsyncIterator, Callable
@@ -17,10 +16,9 @@ from datetime import datetime, timedelta
 from typing import Any
 
 import attrs
-import httpx
 import pytest
 
-from tests.support import API_KEY
+from tests.support import API_KEY, Recorder, Reply, load_sample
 from vairo_async import (
     APIError,
     AsyncVairoClient,
@@ -43,64 +41,20 @@ UNKNOWN_ID = 999_999
 BAD_NUMBER = "5550000000"
 
 
-class Watch(httpx.AsyncBaseTransport):
-    """Wraps the emulator's transport to see requests from the client's side.
-
-    It records when each request started (loop clock), counts requests in flight, can hold
-    every request at a gate until released, and can rewrite the status of SENDING reports.
-    """
-
-    def __init__(self, inner: httpx.AsyncBaseTransport, *, sending_as: int | None = None) -> None:
-        self.inner = inner
-        self.sending_as = sending_as
-        self.times: list[float] = []
-        self.in_flight = 0
-        self.max_in_flight = 0
-        self.gate = asyncio.Event()
-        self.gate.set()
-        self._changed = asyncio.Condition()
-
-    async def handle_async_request(self, request: httpx.Request) -> httpx.Response:
-        self.times.append(asyncio.get_running_loop().time())
-        self.in_flight += 1
-        self.max_in_flight = max(self.max_in_flight, self.in_flight)
-        async with self._changed:
-            self._changed.notify_all()
-        try:
-            await self.gate.wait()
-            response = await self.inner.handle_async_request(request)
-        finally:
-            self.in_flight -= 1
-        if self.sending_as is None or request.method != "GET":
-            return response
-        body = json.loads(await response.aread())
-        if body.get("durum") and body["aciklama"]["paket_durum"] == 0:
-            body["aciklama"]["paket_durum"] = self.sending_as
-        return httpx.Response(response.status_code, json=body)
-
-    async def parked(self, count: int) -> None:
-        """Return once `count` requests are in flight (held at the gate)."""
-        async with self._changed:
-            await self._changed.wait_for(lambda: self.in_flight >= count)
-
-    async def aclose(self) -> None:
-        await self.inner.aclose()
-
-
 @pytest.fixture
 def fake() -> FakeVairo:
     return FakeVairo(api_key=API_KEY, complete_after_polls=None)
 
 
 @pytest.fixture
-def watch(fake: FakeVairo) -> Watch:
-    return Watch(fake.transport())
+def recorder(fake: FakeVairo) -> Recorder:
+    return Recorder(fake)
 
 
 @pytest.fixture
-async def client(fake: FakeVairo, watch: Watch) -> AsyncIterator[AsyncVairoClient]:
+async def client(fake: FakeVairo, recorder: Recorder) -> AsyncIterator[AsyncVairoClient]:
     async with AsyncVairoClient(
-        API_KEY, sender="ACME", base_url=fake.base_url, transport=watch
+        API_KEY, sender="ACME", base_url=fake.base_url, transport=recorder
     ) as vairo:
         yield vairo
 
@@ -151,16 +105,17 @@ def test_default_schedule_on_a_virtual_clock() -> None:
     async def main() -> tuple[list[float], WaitTimeoutError]:
         loop = asyncio.get_running_loop()
         fake = FakeVairo(api_key=API_KEY, complete_after_polls=None, clock=loop.time)
-        watch = Watch(fake.transport())
+        recorder = Recorder(fake)
         async with AsyncVairoClient(
-            API_KEY, sender="ACME", base_url=fake.base_url, transport=watch
+            API_KEY, sender="ACME", base_url=fake.base_url, transport=recorder
         ) as client:
             package_id = (await client.send("Merhaba", to="5399999999")).package_id
             start = loop.time()
             with pytest.raises(WaitTimeoutError) as caught:
                 await client.wait_until_final(package_id, timeout=600)
             assert loop.time() - start == pytest.approx(600)
-            return [t - start for t in watch.times[1:]], caught.value
+            assert fake.packages[package_id].polls == len(recorder.started) - 1
+            return [t - start for t in recorder.started[1:]], caught.value
 
     times, error = run_virtual(main())
     assert 0.8 <= times[0] <= 1.0
@@ -239,7 +194,7 @@ async def test_unknown_id_is_raised_after_one_poll(
 
 
 async def test_transient_poll_failures_do_not_end_the_wait(
-    fake: FakeVairo, watch: Watch, caplog: pytest.LogCaptureFixture
+    fake: FakeVairo, recorder: Recorder, caplog: pytest.LogCaptureFixture
 ) -> None:
     # One retry per poll: each fault below, injected twice, fails one whole poll.
     faults = [
@@ -250,7 +205,7 @@ async def test_transient_poll_failures_do_not_end_the_wait(
         Fault.html_page(408),
     ]
     async with AsyncVairoClient(
-        API_KEY, sender="ACME", base_url=fake.base_url, transport=watch, max_retries=1
+        API_KEY, sender="ACME", base_url=fake.base_url, transport=recorder, max_retries=1
     ) as client:
         package_id = await send(client, fake, polls=1)
         for fault in faults:
@@ -265,12 +220,21 @@ async def test_transient_poll_failures_do_not_end_the_wait(
     assert len(failed_polls) == len(faults)
 
 
-async def test_unknown_status_is_not_final(fake: FakeVairo) -> None:
-    watch = Watch(fake.transport(), sending_as=7)
+async def test_unknown_status_is_not_final(fake: FakeVairo, recorder: Recorder) -> None:
     async with AsyncVairoClient(
-        API_KEY, sender="ACME", base_url=fake.base_url, transport=watch
+        API_KEY, sender="ACME", base_url=fake.base_url, transport=recorder
     ) as client:
-        package_id = await send(client, fake, polls=2)
+        package_id = await send(client, fake, polls=0)
+        # The first two polls meet a status the API does not document, then the emulator's.
+        report = load_sample("report_completed.json")
+        created = fake.packages[package_id].created_at
+        report["aciklama"].update(
+            id=package_id,
+            paket_durum=7,
+            created_at=f"{created:%Y-%m-%d %H:%M:%S}",
+            sonlanma_zamani=f"{created + timedelta(hours=24):%Y-%m-%d %H:%M:%S}",
+        )
+        recorder.script(Reply(200, json=report), Reply(200, json=report))
         seen: list[PackageStatus] = []
         real_get_report = client.get_report
 
@@ -283,6 +247,7 @@ async def test_unknown_status_is_not_final(fake: FakeVairo) -> None:
         report = await client.wait_until_final(package_id, **FAST)
     assert report.status is PackageStatus.COMPLETED
     assert [status.name for status in seen] == ["UNKNOWN_7", "UNKNOWN_7", "COMPLETED"]
+    assert fake.packages[package_id].polls == 1
 
 
 async def test_long_expired_package_still_sending_is_given_up(
@@ -349,15 +314,16 @@ def test_retry_after_longer_than_the_client_honours_delays_the_next_poll() -> No
     async def main() -> list[float]:
         loop = asyncio.get_running_loop()
         fake = FakeVairo(api_key=API_KEY, complete_after_polls=0, clock=loop.time)
-        watch = Watch(fake.transport())
+        recorder = Recorder(fake)
         async with AsyncVairoClient(
-            API_KEY, sender="ACME", base_url=fake.base_url, transport=watch, retry_after_max=5
+            API_KEY, sender="ACME", base_url=fake.base_url, transport=recorder, retry_after_max=5
         ) as client:
             package_id = (await client.send("Merhaba", to="5399999999")).package_id
             fake.inject(Fault.rate_limit(retry_after=45), endpoint="report")
             report = await client.wait_until_final(package_id)
             assert report.status is PackageStatus.COMPLETED
-        return watch.times[1:]
+            assert fake.request_count("report", outcome="rate_limited") == 1
+        return recorder.started[1:]
 
     first, second = run_virtual(main())
     assert second - first == pytest.approx(45)
@@ -517,14 +483,14 @@ def test_wait_all_keeps_to_its_concurrency_on_a_virtual_clock() -> None:
     async def main() -> tuple[int, list[int], float]:
         loop = asyncio.get_running_loop()
         fake = FakeVairo(api_key=API_KEY, complete_after_polls=2, clock=loop.time, latency=0.1)
-        watch = Watch(fake.transport())
         async with AsyncVairoClient(
-            API_KEY, sender="ACME", base_url=fake.base_url, transport=watch
+            API_KEY, sender="ACME", base_url=fake.base_url, transport=fake.transport()
         ) as client:
             ids = [(await client.send("Merhaba", to="5399999999")).package_id for _ in range(20)]
             start = loop.time()
             finals = [r.package_id async for r in client.wait_all(ids, concurrency=3)]
-            return watch.max_in_flight, sorted(finals), loop.time() - start
+            assert fake.request_count("report") == 60
+            return fake.peak_concurrency("report"), sorted(finals), loop.time() - start
 
     max_in_flight, finals, elapsed = run_virtual(main())
     assert max_in_flight == 3
@@ -551,37 +517,39 @@ async def test_wait_logs_and_errors_keep_the_key_out(
 
 
 async def test_cancelling_wait_until_final_stops_its_poll(
-    client: AsyncVairoClient, fake: FakeVairo, watch: Watch
+    client: AsyncVairoClient, fake: FakeVairo, recorder: Recorder
 ) -> None:
     package_id = await send(client, fake, polls=None)
-    watch.gate.clear()
+    recorder.hold()
     task = asyncio.create_task(client.wait_until_final(package_id, **FAST))
-    await watch.parked(1)
+    await recorder.wait_in_flight(1)
     task.cancel()
     with pytest.raises(asyncio.CancelledError):
         await task
-    assert watch.in_flight == 0
+    assert recorder.in_flight == 0
+    assert fake.request_count("report") == 0
     assert no_other_tasks()
 
 
 async def test_cancelling_the_consumer_of_wait_all_stops_every_poll(
-    client: AsyncVairoClient, fake: FakeVairo, watch: Watch
+    client: AsyncVairoClient, fake: FakeVairo, recorder: Recorder
 ) -> None:
     ids = [await send(client, fake, polls=None) for _ in range(10)]
-    watch.gate.clear()
-    sent_before = len(watch.times)
+    recorder.hold()
+    sent_before = len(recorder.requests)
 
     async def consume() -> None:
         async for _ in client.wait_all(ids, concurrency=3, **FAST):
             pass
 
     task = asyncio.create_task(consume())
-    await watch.parked(3)
+    await recorder.wait_in_flight(3)
     task.cancel()
     with pytest.raises(asyncio.CancelledError):
         await task
-    assert len(watch.times) - sent_before == 3
-    assert watch.in_flight == 0
+    assert len(recorder.requests) - sent_before == 3
+    assert recorder.in_flight == 0
+    assert fake.request_count("report") == 0
     assert no_other_tasks()
 
 

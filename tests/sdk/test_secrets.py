@@ -12,10 +12,11 @@ from collections.abc import AsyncIterator, Iterator
 import httpx
 import pytest
 
-from tests.sdk.test_retry import TABLE, Counting
-from tests.support import API_KEY
+from tests.sdk.test_retry import TABLE
+from tests.support import API_KEY, Recorder
 from vairo_async import AsyncVairoClient, ConfigurationError, VairoError
 from vairo_async._redact import held_secrets, install_log_redaction, redact
+from vairo_async.testing import FakeVairo
 
 LOGGERS = ("", "httpx", "httpcore", "vairo_async")
 
@@ -56,10 +57,9 @@ async def test_every_error_path_keeps_the_key_secret(
 ) -> None:
     errors: list[BaseException] = []
     for failure, _, _ in TABLE.values():
-        handler = Counting(*[failure] * 10)
-        async with AsyncVairoClient(
-            API_KEY, sender="ACME", transport=httpx.MockTransport(handler)
-        ) as client:
+        recorder = Recorder(FakeVairo(api_key=API_KEY))
+        recorder.script(*[failure] * 10)
+        async with AsyncVairoClient(API_KEY, sender="ACME", transport=recorder) as client:
             assert_no_key(str(client), repr(client))
             for call in (client.get_report(5), client.send("hi", to="5399999999")):
                 try:
@@ -67,8 +67,8 @@ async def test_every_error_path_keeps_the_key_secret(
                 except VairoError as error:
                     errors.append(error)
     assert len(errors) == 2 * len(TABLE)
-    for error in errors:
-        assert_error_is_clean(error)
+    for caught in errors:
+        assert_error_is_clean(caught)
     assert_logs_are_clean(debug_logs)
     assert any("HTTP Request" in r.getMessage() for r in debug_logs.records)
     assert any("api_key=[REDACTED]" in r.getMessage() for r in debug_logs.records)

@@ -32,3 +32,15 @@ def test_every_module_declares_all(module: str) -> None:
     assert isinstance(loaded.__all__, list)
     for name in loaded.__all__:
         assert hasattr(loaded, name), f"{module}.{name}"
+
+
+@pytest.mark.parametrize("name", vairo_async.testing.__all__)
+def test_every_public_class_and_function_names_the_public_module(name: str) -> None:
+    value = getattr(vairo_async.testing, name)
+    if isinstance(value, type | types.FunctionType):
+        assert value.__module__ == "vairo_async.testing", name
+
+
+def test_reprs_name_the_public_module() -> None:
+    assert repr(vairo_async.testing.FaultKind.LATENCY).startswith("<FaultKind.LATENCY")
+    assert str(vairo_async.testing.FakeVairo) == "<class 'vairo_async.testing.FakeVairo'>"

@@ -8,7 +8,6 @@ from typing import Any
 import httpx
 import pytest
 
-from vairo_async._segments import segments
 from vairo_async.testing import FakeVairo, Outcome, Package, SentMessage
 
 MakeHttp = Callable[[FakeVairo], httpx.AsyncClient]
@@ -181,18 +180,31 @@ async def test_credits_count_segments_per_message(
     assert fake.packages[package_id].credits == credits
 
 
-@pytest.mark.parametrize("tr_char", [True, False, None])
-async def test_credits_use_the_packages_tr_char(clients: MakeHttp, tr_char: bool | None) -> None:
+@pytest.mark.parametrize(
+    ("tr_char", "credits"),
+    [
+        # 175 characters, five of them Ş: 180 septets with the Turkish shift (2 x 149) ...
+        (True, 2),
+        # ... but without it Ş is not GSM-7, so the whole text is UCS-2: 175 units (3 x 67).
+        (False, 3),
+        # Left out, tr_char is false.
+        (None, 3),
+    ],
+)
+async def test_credits_use_the_packages_tr_char(
+    clients: MakeHttp, tr_char: bool | None, credits: int
+) -> None:
     text = "Şifreniz: 1234, iyi günler dileriz " * 5
     fake = FakeVairo()
     http = clients(fake)
     extra = {} if tr_char is None else {"tr_char": tr_char}
 
     package_id = await send(http, ("5399999999", text), **extra)
+    answer = await http.get(f"GonderimBilgisi/{package_id}", params={"api_key": "test-api-key"})
 
     assert fake.packages[package_id].tr_char is tr_char  # recorded as sent
-    # Left out, tr_char is false: the Turkish letters then force UCS-2.
-    assert fake.packages[package_id].credits == segments(text, tr_char=bool(tr_char)).count
+    assert fake.packages[package_id].credits == credits
+    assert answer.json()["aciklama"]["kredi_toplam"] == credits
 
 
 async def test_records_every_accepted_message(clients: MakeHttp) -> None:

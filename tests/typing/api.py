@@ -12,9 +12,11 @@ from vairo_async import (
     BulkResult,
     Encoding,
     Message,
+    Messages,
     OutcomeUnknownError,
     PackageReport,
     PackageStatus,
+    ProgressHook,
     Segments,
     Submission,
     segments,
@@ -54,7 +56,9 @@ async def everything() -> None:
             batch: BatchOutcome = outcome
             if batch.state is BatchState.UNKNOWN:
                 assert isinstance(batch.error, OutcomeUnknownError)
-        result: BulkResult = await vairo.send_bulk([], on_progress=progress, concurrency=2)
+        rows: Messages = (Message(to="5399999999", text=str(n)) for n in range(3))
+        hook: ProgressHook = progress
+        result: BulkResult = await vairo.send_bulk(rows, on_progress=hook, concurrency=2)
         ids: list[int] = result.package_ids
         rows = [Message(to="0539 999 99 99", text="Merhaba", ref=("customer", 42))]
         optout: set[str] = {"+90 539 999 99 98"}
