@@ -41,7 +41,7 @@ from ._errors import (
     WaitTimeoutError,
 )
 from ._models import PackageReport
-from ._retry import is_transient
+from ._outcome import is_transient
 from ._validate import describe
 
 __all__ = [
