@@ -421,8 +421,9 @@ class AsyncVairoClient:
     ) -> int:
         """POST one checked batch under the send retry rules; returns the package id.
 
-        `before_attempt` is awaited before every HTTP attempt, retries included (bulk
-        campaigns take their rate limit there).
+        `before_attempt` is awaited before every HTTP attempt, retries included, with the
+        attempt's number (bulk campaigns take their rate limit there). The signature is
+        the `Submit` a `Campaign` takes.
         """
         body = encode_send(sender, messages, tr_char)
         return await self._request(SEND, content=body, before_attempt=before_attempt)

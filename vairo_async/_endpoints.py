@@ -47,6 +47,7 @@ class Endpoint(Generic[T]):
             certainly did not act on it, and an ambiguous failure is an `OutcomeUnknownError`;
             any other call is retried on every transient failure.
         answer: The type a success answer's `aciklama` is decoded into.
+        placeholders: The names of the path's placeholders, in order (derived from `path`).
     """
 
     name: str
@@ -54,7 +55,6 @@ class Endpoint(Generic[T]):
     path: str
     sends_sms: bool
     answer: type[T]
-    #: The names of the path's placeholders, in order.
     placeholders: tuple[str, ...] = attrs.field(
         init=False, eq=False, default=attrs.Factory(_placeholders, takes_self=True)
     )
