@@ -2,11 +2,14 @@
 
 from __future__ import annotations
 
+from pathlib import Path
+
 import httpx
 import pytest
 
+import vairo_async
 from tests.support import API_KEY
-from vairo_async import AsyncVairoClient, Message, ServerError
+from vairo_async import AsyncVairoClient, Message, ServerError, TransportError
 from vairo_async._endpoints import ENDPOINTS, REPORT, SEND
 from vairo_async._models import PackageReport
 from vairo_async.testing import FakeVairo, Fault
@@ -74,3 +77,28 @@ async def test_before_attempt_hears_each_attempts_number(fake: FakeVairo) -> Non
             )
     assert numbers == [1, 2, 3, 4]
     assert fake.request_count("send") == 4
+
+
+async def test_the_sdks_frames_hold_no_key_in_a_local_repr() -> None:
+    def refuse(request: httpx.Request) -> httpx.Response:
+        raise httpx.ConnectError("refused", request=request)
+
+    async with AsyncVairoClient(
+        API_KEY, sender="ACME", transport=httpx.MockTransport(refuse), max_retries=0
+    ) as client:
+        with pytest.raises(TransportError) as info:
+            await client.send("hi", to="5399999999")
+    frames = []
+    error: BaseException | None = info.value
+    while error is not None:
+        tb = error.__traceback__
+        while tb is not None:
+            if tb.tb_frame.f_code.co_filename.startswith(str(Path(vairo_async.__file__).parent)):
+                frames.append(tb.tb_frame)
+            tb = tb.tb_next
+        error = error.__cause__
+    names = {frame.f_code.co_name for frame in frames}
+    assert {"_request", "_attempt", "run"} <= names
+    for frame in frames:
+        for name, value in frame.f_locals.items():
+            assert API_KEY not in repr(value), (frame.f_code.co_name, name)
