@@ -5,14 +5,18 @@ It answers the two wire endpoints as cheaply as aiohttp.web allows:
 - ``POST /Panel/api/v1/SmsGonder?api_key=K``: reads and JSON-parses the body, checks its shape,
   counts the messages and answers ``{"durum": true, "aciklama": <package id>}`` (ids increase
   from 1);
-- ``GET /Panel/api/v1/GonderimBilgisi/{id}?api_key=K``: a completed report shaped like the
-  API's documented sample report, for a package it accepted;
+- ``GET /Panel/api/v1/GonderimBilgisi/{id}?api_key=K``: a completed report in the emulator's
+  report shape (the API's documented sample report), for a package it accepted;
 - ``GET /stats``: running totals (requests, packages, messages, reports, server CPU seconds), so
   a benchmark can check that the server saw exactly what the client claims to have sent.
 
 Use it from a benchmark through :class:`LoopbackServer`, which starts this file in a child
 process bound to 127.0.0.1 port 0 and reads the chosen port from the child's stdout pipe (no
 polling). The child exits when its stdin reaches end of file, so it never outlives its parent.
+
+Paths and methods come from the SDK's endpoint descriptions and the report from the emulator's
+report shape, so there is no third copy of either; the send handler stays its own, as cheap as
+possible (no number checks), since its CPU is on the same machine as the measured client's.
 
 Run by hand: ``python benchmarks/_server.py [--port 8080]`` (Ctrl-C stops it).
 """
@@ -36,9 +40,13 @@ from datetime import datetime, timedelta
 from pathlib import Path
 from types import TracebackType
 from typing import Any
-from zoneinfo import ZoneInfo
 
 from aiohttp import web
+
+from vairo_async._constants import ISTANBUL
+from vairo_async._endpoints import REPORT, SEND
+from vairo_async.testing._responses import report_object
+from vairo_async.testing._state import COMPLETED
 
 loads: Callable[[bytes], Any]
 try:
@@ -49,8 +57,6 @@ else:
     loads = orjson.loads
 
 API_PREFIX = "/Panel/api/v1"
-ISTANBUL = ZoneInfo("Europe/Istanbul")
-WIRE_TIME = "%Y-%m-%d %H:%M:%S"
 VALIDITY = timedelta(hours=24)
 READY_PREFIX = "PORT "
 
@@ -120,10 +126,6 @@ def _is_message(item: object) -> bool:
     )
 
 
-def _wire_time(timestamp: float) -> str:
-    return datetime.fromtimestamp(timestamp, ISTANBUL).strftime(WIRE_TIME)
-
-
 def build_app() -> web.Application:
     state = _State()
 
@@ -172,27 +174,25 @@ def build_app() -> web.Application:
             return _failure("Gönderim bulunamadı", 404)
         state.reports += 1
         index = package_id - 1
-        created = state.created[index]
         count = state.counts[index]
-        report = {
-            "id": package_id,
-            "sms_baslik": state.senders[index],
-            "numara_toplam": count,
-            "kredi_toplam": count,
-            "sonlanma_zamani": _wire_time(created + VALIDITY.total_seconds()),
-            "ileri_tarih": "0000-00-00 00:00:00",
-            "gecerlilik_suresi": "24:00:00",
-            "paket_durum": 1,
-            "created_at": _wire_time(created),
-        }
+        report = report_object(
+            package_id=package_id,
+            sender=state.senders[index],
+            recipients=count,
+            credits=count,
+            created_at=datetime.fromtimestamp(state.created[index], ISTANBUL),
+            validity=VALIDITY,
+            status=COMPLETED,
+        )
         return _json({"durum": True, "aciklama": report})
 
     async def stats(request: web.Request) -> web.Response:
         return _json(state.stats())
 
     app = web.Application()
-    app.router.add_post(f"{API_PREFIX}/SmsGonder", sms_gonder)
-    app.router.add_get(f"{API_PREFIX}/GonderimBilgisi/{{package_id}}", gonderim_bilgisi)
+    # aiohttp's route syntax is the descriptions' own: "{package_id}" is one path segment.
+    app.router.add_route(SEND.method, f"{API_PREFIX}/{SEND.path}", sms_gonder)
+    app.router.add_route(REPORT.method, f"{API_PREFIX}/{REPORT.path}", gonderim_bilgisi)
     app.router.add_get("/stats", stats)
     return app
 
@@ -282,7 +282,7 @@ class LoopbackServer:
     @property
     def send_url(self) -> str:
         """The full SmsGonder URL, key included, for bare clients."""
-        return f"{self.origin}{API_PREFIX}/SmsGonder?api_key={self.api_key}"
+        return f"{self.origin}{API_PREFIX}/{SEND.path}?api_key={self.api_key}"
 
     def stats(self) -> Stats:
         """Blocking read of the server's totals; call it outside any measured region."""

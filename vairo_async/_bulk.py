@@ -2,7 +2,8 @@
 
 A producer task reads input rows only while a dispatch slot is free, checks each row, and
 groups rows into batches of at most `batch_size` rows that share a `tr_char` value. Each
-batch is sent by its own task under the client's send retry policy. Every batch settles
+batch is sent by its own task through the `submit` callable it is given (the client's send
+under its retry policy). Every batch settles
 exactly once, as SENT, FAILED or UNKNOWN; `on_progress` hears of it at that moment, and the
 consumer of `iter_bulk` receives it through a queue. A batch holds its slot until the
 consumer has taken its outcome, so batches in flight plus outcomes not yet taken never
@@ -14,26 +15,28 @@ from __future__ import annotations
 import asyncio
 import functools
 import logging
-from collections.abc import AsyncGenerator, AsyncIterable, Callable, Iterable
-from typing import TYPE_CHECKING
+from collections.abc import AsyncGenerator, AsyncIterable, Awaitable, Callable, Iterable
 
 import attrs
 from aiolimiter import AsyncLimiter
 
 from ._errors import InvalidRequestError, OutcomeUnknownError, TransportError, VairoError
 from ._models import BatchOutcome, BatchState, BulkProgress, Message, Rejection
+from ._retry import BeforeAttempt
 from ._segments import credits_of, needs_turkish_shift
 from ._validate import check_message, describe
 
-if TYPE_CHECKING:
-    from ._client import AsyncVairoClient
-
-__all__ = ["Campaign", "Messages", "ProgressHook"]
+__all__ = ["Campaign", "Messages", "ProgressHook", "Submit"]
 
 logger = logging.getLogger("vairo_async")
 
 Messages = Iterable[Message] | AsyncIterable[Message]
 ProgressHook = Callable[[BulkProgress], object]
+Submit = Callable[[str, list[Message], bool, BeforeAttempt | None], Awaitable[int]]
+"""Sends one checked batch: `(sender, messages, tr_char, before_attempt)` -> package id.
+
+It awaits `before_attempt` before every HTTP attempt, and raises `OutcomeUnknownError` when
+the batch may have been sent, another `VairoError` when it certainly was not."""
 
 
 @attrs.define(eq=False)
@@ -71,7 +74,7 @@ class Campaign:
     """One bulk campaign: `run(rows)` sends it and yields each batch's outcome as it settles.
 
     Args:
-        client: The client whose send retry policy every batch goes through.
+        submit: Sends one batch (the client's send, under its retry policy).
         sender: The campaign's checked sender.
         batch_size: Rows per batch, at most.
         concurrency: Batches in flight (plus outcomes not yet taken), at most.
@@ -82,7 +85,7 @@ class Campaign:
 
     def __init__(
         self,
-        client: AsyncVairoClient,
+        submit: Submit,
         *,
         sender: str,
         batch_size: int,
@@ -91,7 +94,7 @@ class Campaign:
         on_progress: ProgressHook | None,
         exclude: frozenset[str] = frozenset(),
     ) -> None:
-        self._client = client
+        self._submit = submit
         self._exclude = exclude
         self._sender = sender
         self._batch_size = batch_size
@@ -204,7 +207,7 @@ class Campaign:
 
     # --- sending and settling ------------------------------------------------------
 
-    async def _before_attempt(self, batch: _Batch) -> None:
+    async def _before_attempt(self, batch: _Batch, attempt: int) -> None:
         """Wait for the rate limiter; from then on the batch may reach the server."""
         if self._limiter is not None:
             await self._limiter.acquire()
@@ -212,11 +215,11 @@ class Campaign:
 
     async def _send(self, batch: _Batch) -> None:
         try:
-            package_id = await self._client._submit(
+            package_id = await self._submit(
                 self._sender,
                 batch.wire,
                 batch.tr_char,
-                before_attempt=functools.partial(self._before_attempt, batch),
+                functools.partial(self._before_attempt, batch),
             )
         except OutcomeUnknownError as exc:
             outcome = self._settle(batch, BatchState.UNKNOWN, error=exc)

@@ -4,9 +4,9 @@ from __future__ import annotations
 
 import contextlib
 import weakref
-from collections.abc import AsyncGenerator, Awaitable, Callable, Iterable
+from collections.abc import AsyncGenerator, Iterable, Mapping
 from types import TracebackType
-from typing import Self, TypeVar
+from typing import Generic, Self, TypeVar
 
 import httpx
 
@@ -24,9 +24,8 @@ from ._constants import (
     DEFAULT_RETRY_BACKOFF,
     DEFAULT_RETRY_BACKOFF_MAX,
     DEFAULT_WAIT_CONCURRENCY,
-    REPORT_ENDPOINT,
-    SEND_ENDPOINT,
 )
+from ._endpoints import REPORT, SEND, Endpoint
 from ._errors import (
     BulkInputError,
     ClientClosedError,
@@ -34,10 +33,11 @@ from ._errors import (
     TransportError,
 )
 from ._models import BatchOutcome, BulkResult, Message, PackageReport, Submission
+from ._outcome import Reach, reach_of_exception
 from ._phone import normalize_number
 from ._poll import check_wait, run_wait, run_wait_all
 from ._redact import hold_secret, install_log_redaction, redact, scrub_exception
-from ._retry import RetryPolicy, parse_retry_after
+from ._retry import BeforeAttempt, RetryPolicy, parse_retry_after
 from ._segments import credits_of, needs_turkish_shift
 from ._validate import Problems, check_message, check_sender, describe
 from ._wire import decode, encode_send
@@ -46,8 +46,6 @@ __all__ = ["AsyncVairoClient"]
 
 T = TypeVar("T")
 
-# Failures that happen before the request leaves the client: a resend cannot duplicate.
-_NOT_SENT = (httpx.ConnectError, httpx.ConnectTimeout, httpx.PoolTimeout, httpx.UnsupportedProtocol)
 _JSON = {"content-type": "application/json"}
 
 
@@ -152,7 +150,7 @@ class AsyncVairoClient:
             http_client = httpx.AsyncClient(transport=transport, timeout=settings.http_timeout)
         self._http = http_client
         self._params = {"api_key": key}
-        self._send_url = httpx.URL(self.base_url + SEND_ENDPOINT, params=self._params)
+        self._urls: dict[str, httpx.URL] = {}  # of endpoints without path arguments
         self._closed = False
 
     def __repr__(self) -> str:
@@ -260,7 +258,7 @@ class AsyncVairoClient:
         if tr_char is None:
             tr_char = any(needs_turkish_shift(message.text) for message in checked)
         credits = credits_of([message.text for message in checked], tr_char)
-        package_id = await self._submit(sender, checked, tr_char)
+        package_id = await self._submit(sender, checked, tr_char, None)
         return Submission(package_id, len(checked), estimated_credits=credits)
 
     def iter_bulk(
@@ -368,7 +366,7 @@ class AsyncVairoClient:
         assert checked_sender is not None
         assert settings is not None
         return Campaign(
-            self,
+            self._submit,
             sender=checked_sender,
             batch_size=settings.batch_size,
             concurrency=settings.concurrency,
@@ -391,48 +389,78 @@ class AsyncVairoClient:
             raise InvalidRequestError(
                 [f"package_id={describe(package_id)}: must be a non-negative integer"]
             )
-        url = httpx.URL(f"{self.base_url}{REPORT_ENDPOINT}/{package_id}", params=self._params)
-        return await self._retry.get(self._call, "GET", url, None, PackageReport)
+        return await self._request(REPORT, {"package_id": package_id})
 
     async def _submit(
         self,
         sender: str,
         messages: list[Message],
         tr_char: bool,
-        *,
-        before_attempt: Callable[[], Awaitable[None]] | None = None,
+        before_attempt: BeforeAttempt | None,
     ) -> int:
         """POST one checked batch under the send retry rules; returns the package id.
 
-        `before_attempt` is awaited before every HTTP attempt, retries included (bulk
-        campaigns take their rate limit there).
+        `before_attempt` is awaited before every HTTP attempt, retries included, with the
+        attempt's number (bulk campaigns take their rate limit there). The signature is
+        the `Submit` a `Campaign` takes.
         """
         body = encode_send(sender, messages, tr_char)
-        if before_attempt is None:
-            return await self._retry.post(self._call, "POST", self._send_url, body, int)
-        return await self._retry.post(self._call_after, before_attempt, self._send_url, body)
+        return await self._request(SEND, content=body, before_attempt=before_attempt)
 
-    async def _call_after(
-        self, before: Callable[[], Awaitable[None]], url: httpx.URL, body: bytes
-    ) -> int:
-        await before()
-        return await self._call("POST", url, body, int)
+    def _url(self, endpoint: Endpoint[object], path_args: Mapping[str, object] | None) -> httpx.URL:
+        if endpoint.placeholders:
+            path = endpoint.path_for(**(path_args or {}))
+            return httpx.URL(self.base_url + path, params=self._params)
+        url = self._urls.get(endpoint.name)
+        if url is None:
+            url = self._urls[endpoint.name] = httpx.URL(
+                self.base_url + endpoint.path, params=self._params
+            )
+        return url
 
-    async def _call(self, method: str, url: httpx.URL, content: bytes | None, target: type[T]) -> T:
-        """One HTTP round trip, its answer decoded into `target` or raised as a VairoError."""
+    async def _request(
+        self,
+        endpoint: Endpoint[T],
+        path_args: Mapping[str, object] | None = None,
+        *,
+        content: bytes | None = None,
+        before_attempt: BeforeAttempt | None = None,
+    ) -> T:
+        """Call `endpoint` under its retry rule; its answer decoded, or raised as a VairoError.
+
+        The request is built once and sent on every attempt. `before_attempt` is awaited
+        before each of them with the attempt's number (1 for the first).
+        """
+        self._check_open()
+        call = _Call(
+            endpoint,
+            self._http.build_request(
+                endpoint.method,
+                self._url(endpoint, path_args),
+                content=content,
+                headers=_JSON if content is not None else None,
+            ),
+            before_attempt,
+        )
+        return await self._retry.run(endpoint, self._attempt, call)
+
+    async def _attempt(self, number: int, call: _Call[T]) -> T:
+        """One HTTP round trip of `call`."""
+        if call.before_attempt is not None:
+            await call.before_attempt(number)
         self._check_open()
         try:
-            response = await self._http.request(
-                method, url, content=content, headers=_JSON if content is not None else None
-            )
+            response = await self._http.send(call.request)
         except httpx.RequestError as exc:
             scrub_exception(exc, self._key)
             raise TransportError(
                 f"{type(exc).__name__}: {redact(str(exc), self._key) or 'no detail'}",
-                may_have_reached_server=not isinstance(exc, _NOT_SENT),
+                may_have_reached_server=reach_of_exception(exc) is not Reach.NOT_SENT,
             ) from exc
         retry_after = parse_retry_after(response.headers.get("retry-after"))
-        return decode(response.status_code, response.content, retry_after, target, self._key)
+        return decode(
+            response.status_code, response.content, retry_after, call.endpoint.answer, self._key
+        )
 
     async def wait_until_final(
         self,
@@ -532,3 +560,22 @@ class AsyncVairoClient:
         if problems := self._settings.pool_problems(concurrency):
             raise InvalidRequestError(problems)
         return run_wait_all(self.get_report, ids, settings, concurrency)
+
+
+class _Call(Generic[T]):
+    """One API call: its endpoint, its request (built once, sent on every attempt), its hook.
+
+    Its repr names the endpoint only, since the request's URL carries the API key.
+    """
+
+    __slots__ = ("before_attempt", "endpoint", "request")
+
+    def __init__(
+        self, endpoint: Endpoint[T], request: httpx.Request, before_attempt: BeforeAttempt | None
+    ) -> None:
+        self.endpoint = endpoint
+        self.request = request
+        self.before_attempt = before_attempt
+
+    def __repr__(self) -> str:
+        return f"<{self.endpoint.method} {self.endpoint.name} call>"

@@ -1,4 +1,4 @@
-"""Defaults in one place: endpoints, timeouts, retry knobs, polling, input limits."""
+"""Defaults in one place: the base URL, timeouts, retry knobs, polling, input limits."""
 
 from __future__ import annotations
 
@@ -28,13 +28,9 @@ __all__ = [
     "MAX_NUMERIC_SENDER",
     "POLL_BACKOFF",
     "POLL_JITTER",
-    "REPORT_ENDPOINT",
-    "SEND_ENDPOINT",
 ]
 
 DEFAULT_BASE_URL = "https://vairosms.com/Panel/api/v1/"
-SEND_ENDPOINT = "SmsGonder"
-REPORT_ENDPOINT = "GonderimBilgisi"
 
 ENV_API_KEY = "VAIRO_API_KEY"
 ENV_SENDER = "VAIRO_SENDER"

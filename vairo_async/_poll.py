@@ -39,7 +39,7 @@ from ._errors import (
     WaitTimeoutError,
 )
 from ._models import PackageReport
-from ._retry import is_transient
+from ._outcome import is_transient
 from ._validate import Problems, describe
 
 __all__ = [

@@ -1,19 +1,12 @@
 """The retry policy: what is retried, how long to wait, what is unknown.
 
-There is no idempotency key in this API, so a send (POST SmsGonder) is retried only when
-the server certainly did not act on it. Every other failure after the request may have
-reached the server makes the send's outcome unknown, and it is not retried unless the
-caller opted in with `retry_unknown_outcomes=True`.
+Each call names its endpoint (`_endpoints`), and the endpoint's `sends_sms` picks the rule;
+the verdicts come from the one mapping in `_outcome`:
 
-| failure                                   | GET (report) | POST (send)       |
-|-------------------------------------------|--------------|-------------------|
-| connect error, connect or pool timeout    | retry        | retry             |
-| read/write timeout, dropped connection    | retry        | unknown           |
-| 408                                       | retry        | raised            |
-| 429, 503                                  | retry        | retry             |
-| 500, 502, 504, other 5xx                  | retry        | unknown           |
-| 2xx with a malformed body                 | raised       | unknown           |
-| durum: false, other 4xx, 401/403          | raised       | raised            |
+- A call that sends nothing (a report) is repeated after every transient failure.
+- A send is repeated only when the server certainly did not act on it. A failure that may
+  have been acted on makes its outcome unknown (`OutcomeUnknownError`), and it is not
+  repeated unless the caller opted in with `retry_unknown_outcomes=True`.
 
 `Retry-After` (seconds or an HTTP date) is honoured up to `retry_after_max`; a longer hint
 is not waited for: the error is raised with its `retry_after` set.
@@ -22,33 +15,25 @@ is not waited for: the error is raised with its `retry_after` set.
 from __future__ import annotations
 
 import email.utils
+import functools
 import logging
 import time
 from collections.abc import Awaitable, Callable
-from typing import ParamSpec, TypeVar
+from typing import Concatenate, ParamSpec, TypeVar
 
 import tenacity as _t
 
-from ._errors import (
-    APIError,
-    OutcomeUnknownError,
-    RateLimitError,
-    ServerError,
-    TransportError,
-    UnexpectedResponseError,
-    VairoError,
-)
+from ._endpoints import Endpoint
+from ._errors import APIError, OutcomeUnknownError, VairoError
+from ._outcome import certainly_not_sent, is_transient, may_have_been_sent
 
-__all__ = [
-    "RetryPolicy",
-    "is_transient",
-    "is_unknown_outcome",
-    "parse_retry_after",
-    "set_testing",
-]
+__all__ = ["BeforeAttempt", "RetryPolicy", "parse_retry_after", "set_testing"]
 
 T = TypeVar("T")
 P = ParamSpec("P")
+
+BeforeAttempt = Callable[[int], Awaitable[None]]
+"""Awaited before every HTTP attempt of a call with the attempt's number, 1 for the first."""
 
 logger = logging.getLogger("vairo_async")
 
@@ -96,30 +81,6 @@ def parse_retry_after(value: str | None) -> float | None:
     return max(0.0, when.timestamp() - time.time())
 
 
-def is_unknown_outcome(error: VairoError) -> bool:
-    """True when a failed send may nevertheless have been acted on by the server."""
-    if isinstance(error, TransportError):
-        return error.may_have_reached_server
-    if isinstance(error, ServerError):
-        return error.status_code != 503
-    return isinstance(error, UnexpectedResponseError)
-
-
-def _certainly_not_acted(error: VairoError) -> bool:
-    if isinstance(error, TransportError):
-        return not error.may_have_reached_server
-    if isinstance(error, ServerError):
-        return error.status_code == 503
-    return isinstance(error, RateLimitError)
-
-
-def is_transient(error: VairoError) -> bool:
-    """True for the failures a report request is retried on: network, 408, 429 and 5xx."""
-    if isinstance(error, TransportError | RateLimitError | ServerError):
-        return True
-    return isinstance(error, APIError) and error.status_code == 408
-
-
 class RetryPolicy:
     """How one client retries its requests; built once, shared by every call.
 
@@ -147,45 +108,39 @@ class RetryPolicy:
         self._backoff = _t.wait_exponential_jitter(
             multiplier=backoff, max=backoff_max, jitter=backoff
         )
-        self._get = self._retrying(self._should_retry_get, "GET GonderimBilgisi")
-        self._post = self._retrying(self._should_retry_post, "POST SmsGonder")
+        self._retrying = _t.AsyncRetrying(
+            stop=_t.stop_after_attempt(max_retries + 1), wait=self._wait, reraise=True
+        )
 
-    def _retrying(
-        self, should_retry: Callable[[BaseException], bool], what: str
-    ) -> _t.AsyncRetrying:
-        def log(state: _t.RetryCallState) -> None:
-            assert state.outcome is not None
-            assert state.next_action is not None
-            error = state.outcome.exception()
-            logger.warning(
-                "%s failed (%s: %s); retry %d of %d in %.2fs",
-                what,
-                type(error).__name__,
-                error,
-                state.attempt_number,
-                self.max_retries,
-                state.next_action.sleep,
-            )
-
-        return _t.AsyncRetrying(
-            stop=_t.stop_after_attempt(self.max_retries + 1),
-            wait=self._wait,
-            retry=_t.retry_if_exception(should_retry),
-            before_sleep=log,
-            reraise=True,
+    def _log(self, what: str, state: _t.RetryCallState) -> None:
+        assert state.outcome is not None
+        assert state.next_action is not None
+        error = state.outcome.exception()
+        logger.warning(
+            "%s failed (%s: %s); retry %d of %d in %.2fs",
+            what,
+            type(error).__name__,
+            error,
+            state.attempt_number,
+            self.max_retries,
+            state.next_action.sleep,
         )
 
     def _honours_hint(self, error: VairoError) -> bool:
         hint = error.retry_after if isinstance(error, APIError) else None
         return hint is None or hint <= self._retry_after_max
 
-    def _should_retry_get(self, error: BaseException) -> bool:
+    def _should_retry(self, error: BaseException) -> bool:
+        """The rule of calls that send nothing: every transient failure."""
         return isinstance(error, VairoError) and is_transient(error) and self._honours_hint(error)
 
-    def _should_retry_post(self, error: BaseException) -> bool:
+    def _should_resend(self, error: BaseException) -> bool:
+        """The rule of sends: only a failure the server certainly did not act on."""
         if not isinstance(error, VairoError) or not self._honours_hint(error):
             return False
-        return _certainly_not_acted(error) or (self._retry_unknown and is_unknown_outcome(error))
+        if certainly_not_sent(error):
+            return True
+        return self._retry_unknown and may_have_been_sent(error)
 
     def _wait(self, state: _t.RetryCallState) -> float:
         if _testing:
@@ -196,55 +151,53 @@ class RetryPolicy:
             return error.retry_after
         return self._backoff(state)
 
-    async def _run(
+    async def run(
         self,
-        retrying: _t.AsyncRetrying,
-        should_retry: Callable[[BaseException], bool],
-        attempt: Callable[P, Awaitable[T]],
+        endpoint: Endpoint[object],
+        attempt: Callable[Concatenate[int, P], Awaitable[T]],
         *args: P.args,
         **kwargs: P.kwargs,
     ) -> T:
+        """Run `attempt(number, *args, **kwargs)` under `endpoint`'s rule until it succeeds,
+        is not to be repeated, or the retries run out; `number` is 1 for the first attempt.
+
+        Raises:
+            OutcomeUnknownError: `endpoint` sends SMS and some attempt failed in a way that
+                may have sent it.
+        """
+        sends = endpoint.sends_sms
+        should_retry = self._should_resend if sends else self._should_retry
         # The first attempt runs bare: most requests succeed, and tenacity's bookkeeping
         # costs more CPU than the rest of the SDK's per-request work. Only a retryable
         # failure hands over to tenacity, which sees it again as its own first attempt.
         try:
-            return await attempt(*args, **kwargs)
+            return await attempt(1, *args, **kwargs)
         except VairoError as error:
+            unknown = sends and may_have_been_sent(error)
             if not should_retry(error):
+                if unknown:
+                    raise OutcomeUnknownError(error) from error
                 raise
             first: list[VairoError] = [error]
+        number = 1
 
         async def replay_then_attempt(*args: P.args, **kwargs: P.kwargs) -> T:
+            nonlocal unknown, number
             if first:
                 raise first.pop()
-            return await attempt(*args, **kwargs)
-
-        return await retrying.copy()(replay_then_attempt, *args, **kwargs)
-
-    async def get(self, attempt: Callable[P, Awaitable[T]], *args: P.args, **kwargs: P.kwargs) -> T:
-        """Run `attempt(*args, **kwargs)` under the GET rules."""
-        return await self._run(self._get, self._should_retry_get, attempt, *args, **kwargs)
-
-    async def post(
-        self, attempt: Callable[P, Awaitable[T]], *args: P.args, **kwargs: P.kwargs
-    ) -> T:
-        """Run `attempt(*args, **kwargs)` under the POST rules.
-
-        Raises:
-            OutcomeUnknownError: Some attempt failed in a way that may have sent the SMS.
-        """
-        unknown = False
-
-        async def tracked(*args: P.args, **kwargs: P.kwargs) -> T:
-            nonlocal unknown
+            number += 1
             try:
-                return await attempt(*args, **kwargs)
+                return await attempt(number, *args, **kwargs)
             except VairoError as error:
-                unknown = unknown or is_unknown_outcome(error)
+                unknown = unknown or (sends and may_have_been_sent(error))
                 raise
 
+        retrying = self._retrying.copy(
+            retry=_t.retry_if_exception(should_retry),
+            before_sleep=functools.partial(self._log, f"{endpoint.method} {endpoint.name}"),
+        )
         try:
-            return await self._run(self._post, self._should_retry_post, tracked, *args, **kwargs)
+            return await retrying(replay_then_attempt, *args, **kwargs)
         except VairoError as error:
             if unknown:
                 raise OutcomeUnknownError(error) from error

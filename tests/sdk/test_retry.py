@@ -24,7 +24,8 @@ from vairo_async import (
     UnexpectedResponseError,
     VairoError,
 )
-from vairo_async._retry import RetryPolicy, is_transient, parse_retry_after, set_testing
+from vairo_async._outcome import is_transient
+from vairo_async._retry import RetryPolicy, parse_retry_after, set_testing
 from vairo_async.testing import FakeVairo, Fault
 
 MAX_RETRIES = 3
@@ -315,8 +316,8 @@ async def test_cancellation_during_backoff_propagates(recorder: Recorder, fake: 
 # --- waits ---------------------------------------------------------------------------
 
 
-def _state(policy: RetryPolicy, attempt: int, error: BaseException) -> tenacity.RetryCallState:
-    state = tenacity.RetryCallState(policy._post, None, (), {})
+def _state(attempt: int, error: BaseException) -> tenacity.RetryCallState:
+    state = tenacity.RetryCallState(tenacity.AsyncRetrying(), None, (), {})
     state.attempt_number = attempt
     state.outcome = tenacity.Future.construct(attempt, error, True)
     return state
@@ -333,26 +334,26 @@ def test_backoff_is_exponential_with_jitter_and_capped() -> None:
     error = ServerError("x", status_code=503)
     with set_testing(False):
         for attempt, low in [(1, 0.5), (2, 1.0), (3, 2.0), (4, 4.0)]:
-            waits = {policy._wait(_state(policy, attempt, error)) for _ in range(50)}
+            waits = {policy._wait(_state(attempt, error)) for _ in range(50)}
             assert all(low <= w <= low + 0.5 for w in waits)
             assert len(waits) > 1  # jitter
-        assert all(policy._wait(_state(policy, 9, error)) == 8.0 for _ in range(20))
+        assert all(policy._wait(_state(9, error)) == 8.0 for _ in range(20))
 
 
 def test_retry_after_overrides_backoff() -> None:
     policy = make_policy()
     error = RateLimitError("x", status_code=429, retry_after=12.5)
     with set_testing(False):
-        assert policy._wait(_state(policy, 1, error)) == 12.5
+        assert policy._wait(_state(1, error)) == 12.5
 
 
 def test_testing_mode_zeroes_every_wait() -> None:
     policy = make_policy()
     error = RateLimitError("x", status_code=429, retry_after=12.5)
-    assert policy._wait(_state(policy, 3, error)) == 0.0
+    assert policy._wait(_state(3, error)) == 0.0
     with set_testing(False):
-        assert policy._wait(_state(policy, 3, error)) == 12.5
-    assert policy._wait(_state(policy, 3, error)) == 0.0
+        assert policy._wait(_state(3, error)) == 12.5
+    assert policy._wait(_state(3, error)) == 0.0
 
 
 @pytest.mark.parametrize(

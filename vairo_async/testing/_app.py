@@ -16,6 +16,7 @@ from typing import Any
 import attrs
 import httpx
 
+from .. import _endpoints as api
 from .._constants import ISTANBUL
 from .._segments import segments
 from . import _responses as r
@@ -41,6 +42,8 @@ DROP_EXTENSION = "vairo_async.drop"
 """Scope extension set by the in-process transport: it can drop before any response starts."""
 
 _IN_PROCESS_HOST = "https://fake-vairo.test"
+# The emulator's own short names of the endpoints, as faults and records use them.
+_KEYS: dict[str, Endpoint] = {api.SEND.name: "send", api.REPORT.name: "report"}
 _DROP_BEFORE_LENGTH = 64
 
 
@@ -233,15 +236,16 @@ class FakeVairo:
         if control is not None:
             await _respond(send, control_answer(self, control, scope, body))
             return
-        endpoint, package_ref = self._route(scope["path"])
-        if endpoint is None:
+        described, path_args = self._route(scope["path"])
+        if described is None:
             self._record("other", Outcome.NOT_FOUND, 404)
             await _respond(send, r.error(404, t.UNKNOWN_PATH))
             return
+        endpoint = _KEYS[described.name]
         self._active[endpoint] += 1
         self._peak[endpoint] = max(self._peak[endpoint], self._active[endpoint])
         try:
-            await self._endpoint(scope, receive, send, endpoint, package_ref, body)
+            await self._endpoint(scope, receive, send, described, path_args, body)
         finally:
             self._active[endpoint] -= 1
 
@@ -250,11 +254,12 @@ class FakeVairo:
         scope: Scope,
         receive: Receive,
         send: Send,
-        endpoint: Endpoint,
-        package_ref: str,
+        described: api.Endpoint[object],
+        path_args: Mapping[str, str],
         body: bytes,
     ) -> None:
-        expected = "POST" if endpoint == "send" else "GET"
+        endpoint = _KEYS[described.name]
+        expected = described.method
         if scope["method"] != expected:
             self._record(endpoint, Outcome.METHOD_NOT_ALLOWED, 405)
             answer = r.error(405, t.WRONG_METHOD)
@@ -265,7 +270,7 @@ class FakeVairo:
         if fault is not None and not fault.accepted:
             await self._fail(scope, receive, send, endpoint, fault, None, None)
             return
-        answer, outcome, package_id = self._handle(scope, endpoint, package_ref, body)
+        answer, outcome, package_id = self._handle(scope, described, path_args, body)
         if fault is not None and fault.kind is not FaultKind.LATENCY:
             await self._fail(scope, receive, send, endpoint, fault, answer, package_id)
             return
@@ -275,32 +280,36 @@ class FakeVairo:
         if await _still_there(delay, receive):
             await _respond(send, answer)
 
-    def _route(self, path: str) -> tuple[Endpoint | None, str]:
-        if not path.startswith(self.prefix):
-            return None, ""
-        rest = path[len(self.prefix) :].rstrip("/")
-        if rest == "SmsGonder":
-            return "send", ""
-        name, _, ref = rest.partition("/")
-        if name == "GonderimBilgisi" and ref and "/" not in ref:
-            return "report", ref
-        return None, ""
+    def _route(self, path: str) -> tuple[api.Endpoint[object] | None, dict[str, str]]:
+        """The endpoint `path` names, with its path arguments."""
+        if path.startswith(self.prefix):
+            rest = path[len(self.prefix) :]
+            for described in api.ENDPOINTS:
+                if (path_args := described.match(rest)) is not None:
+                    return described, path_args
+        return None, {}
 
     def _handle(
-        self, scope: Scope, endpoint: Endpoint, package_ref: str, body: bytes
+        self,
+        scope: Scope,
+        described: api.Endpoint[object],
+        path_args: Mapping[str, str],
+        body: bytes,
     ) -> tuple[r.Answer, Outcome, int | None]:
         if not self._authorised(scope):
             return r.error(401, t.UNAUTHORIZED), Outcome.UNAUTHORIZED, None
-        if endpoint == "send":
-            parsed = parse_send(body, allowed_senders=self.allowed_senders)
-            if isinstance(parsed, Invalid):
-                return r.error(400, parsed.message), Outcome.REJECTED, None
-            package = self._accept(scope, parsed.sender, parsed.tr_char, parsed.messages)
-            return (
-                r.success(self._wire_id(package.package_id)),
-                Outcome.ACCEPTED,
-                package.package_id,
-            )
+        if described is api.SEND:
+            return self._handle_send(scope, body)
+        return self._handle_report(path_args["package_id"])
+
+    def _handle_send(self, scope: Scope, body: bytes) -> tuple[r.Answer, Outcome, int | None]:
+        parsed = parse_send(body, allowed_senders=self.allowed_senders)
+        if isinstance(parsed, Invalid):
+            return r.error(400, parsed.message), Outcome.REJECTED, None
+        package = self._accept(scope, parsed.sender, parsed.tr_char, parsed.messages)
+        return r.success(self._wire_id(package.package_id)), Outcome.ACCEPTED, package.package_id
+
+    def _handle_report(self, package_ref: str) -> tuple[r.Answer, Outcome, int | None]:
         found = self._ledger.packages.get(int(package_ref)) if package_ref.isdigit() else None
         if found is None:
             return r.error(404, t.UNKNOWN_PACKAGE), Outcome.NOT_FOUND, None

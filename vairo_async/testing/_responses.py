@@ -20,6 +20,7 @@ __all__ = [
     "format_wall_time",
     "html_page",
     "report_body",
+    "report_object",
     "server_error",
     "success",
 ]
@@ -105,19 +106,42 @@ def report_body(
 ) -> dict[str, Any]:
     """The `aciklama` object of GonderimBilgisi: every field of the API's documented sample
     report, plus `log`."""
-    created = format_wall_time(package.created_at)
     failed = package.status == FAILED
+    return report_object(
+        package_id=str(package.package_id) if id_as_string else package.package_id,
+        sender=package.sender,
+        recipients=len(package.messages),
+        credits=0 if failed else package.credits,
+        created_at=package.created_at,
+        validity=validity,
+        status=package.status,
+        log=_failure_log(package, format_wall_time(package.created_at)) if failed else None,
+    )
+
+
+def report_object(
+    *,
+    package_id: int | str,
+    sender: str,
+    recipients: int,
+    credits: int,
+    created_at: datetime,
+    validity: timedelta,
+    status: int,
+    log: dict[str, Any] | None = None,
+) -> dict[str, Any]:
+    """A report's wire fields from plain values; `report_body` fills them from a `Package`."""
     return {
-        "id": str(package.package_id) if id_as_string else package.package_id,
-        "sms_baslik": package.sender,
-        "numara_toplam": len(package.messages),
-        "kredi_toplam": 0 if failed else package.credits,
-        "sonlanma_zamani": format_wall_time(package.created_at + validity),
+        "id": package_id,
+        "sms_baslik": sender,
+        "numara_toplam": recipients,
+        "kredi_toplam": credits,
+        "sonlanma_zamani": format_wall_time(created_at + validity),
         "ileri_tarih": NOT_SCHEDULED,
         "gecerlilik_suresi": format_validity(validity),
-        "paket_durum": package.status,
-        "created_at": created,
-        "log": _failure_log(package, created) if failed else None,
+        "paket_durum": status,
+        "created_at": format_wall_time(created_at),
+        "log": log,
     }
 
 
