@@ -538,7 +538,11 @@ class RedisJournal:
             await self._client.aclose()
 
     async def __aenter__(self) -> Self:
-        await self._call(lambda: self._client.ping())
+        try:
+            await self._call(lambda: self._client.ping())
+        except BaseException:
+            await self.aclose()
+            raise
         return self
 
     async def __aexit__(

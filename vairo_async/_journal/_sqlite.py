@@ -471,7 +471,11 @@ class SqliteJournal:
             self._thread = None
 
     async def __aenter__(self) -> Self:
-        await self._run(lambda conn: None)
+        try:
+            await self._run(lambda conn: None)
+        except BaseException:
+            await self.aclose()
+            raise
         return self
 
     async def __aexit__(
