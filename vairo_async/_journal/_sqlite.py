@@ -18,6 +18,8 @@ from collections.abc import Callable, Collection, Mapping
 from types import TracebackType
 from typing import Any, Self, TypeVar
 
+import attrs
+
 from .._errors import ClaimLostError, JournalUnavailableError
 from ._base import (
     Claim,
@@ -55,9 +57,8 @@ _SCHEMA = (
         created_at REAL NOT NULL,
         updated_at REAL NOT NULL,
         expires_at REAL
-    )""",
+    ) WITHOUT ROWID""",
     "CREATE INDEX IF NOT EXISTS records_by_campaign ON records (campaign, batch)",
-    "CREATE INDEX IF NOT EXISTS records_unresolved ON records (state) WHERE state != 'sent'",
     "CREATE INDEX IF NOT EXISTS records_expiring ON records (expires_at)"
     " WHERE expires_at IS NOT NULL",
     """CREATE TABLE IF NOT EXISTS campaigns (
@@ -71,6 +72,10 @@ _COLUMNS = (
     " recipient_count, estimated_credits, detail, meta, created_at, updated_at, expires_at"
 )
 _SELECT = f"SELECT {_COLUMNS} FROM records"
+_INSERT = (
+    f"INSERT INTO records ({_COLUMNS}) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)"
+    " ON CONFLICT (key) DO NOTHING"
+)
 _PURGE = "DELETE FROM records WHERE expires_at IS NOT NULL AND expires_at <= ?"
 # Single sends past their retention are deleted at most this often (seconds of the clock).
 _PURGE_EVERY = 600.0
@@ -265,9 +270,6 @@ class SqliteJournal:
 
             def body() -> Claim:
                 now = self._clock()
-                existing = _fetch(conn, key, now)
-                if existing is not None:
-                    return Claim(False, existing)
                 if now >= self._next_purge:
                     conn.execute(_PURGE, (now,))
                     self._next_purge = now + _PURGE_EVERY
@@ -288,11 +290,13 @@ class SqliteJournal:
                     now,
                     None if retention_s is None else now + retention_s,
                 )
-                conn.execute(
-                    f"INSERT OR REPLACE INTO records ({_COLUMNS}) VALUES "
-                    "(?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
-                    row,
-                )
+                inserted = conn.execute(_INSERT, row).rowcount
+                if not inserted:  # claimed since we looked, or a single send past retention
+                    existing = _fetch(conn, key, now)
+                    if existing is not None:
+                        return Claim(False, existing)
+                    conn.execute("DELETE FROM records WHERE key = ?", (key,))
+                    conn.execute(_INSERT, row)
                 return Claim(True, _record(row))
 
             return _write(conn, body)
@@ -300,12 +304,7 @@ class SqliteJournal:
         return await self._run(job)
 
     async def _update(
-        self,
-        key: str,
-        owner: str,
-        done: Callable[[JournalRecord], bool],
-        assignments: str,
-        values: tuple[Any, ...],
+        self, key: str, owner: str, done: Callable[[JournalRecord], bool], **changes: Any
     ) -> JournalRecord:
         """Compare-and-set on `owner`'s claim; a record `done` already accepts is returned."""
 
@@ -316,13 +315,14 @@ class SqliteJournal:
                 return record
             if record is None or record.state is not RecordState.CLAIMED or record.owner != owner:
                 raise ClaimLostError(key, record)
+            updated = attrs.evolve(record, lease_expires=None, updated_at=now, **changes)
+            assignments = ", ".join(f"{name} = ?" for name in changes)
+            values = [getattr(updated, name) for name in changes]
             conn.execute(
                 f"UPDATE records SET {assignments}, lease_expires = NULL, updated_at = ?"
                 " WHERE key = ?",
-                (*values, now, key),
+                (*(v.value if isinstance(v, RecordState) else v for v in values), now, key),
             )
-            updated = _fetch(conn, key, now)
-            assert updated is not None
             return updated
 
         return await self._run(lambda conn: _write(conn, lambda: body(conn)))
@@ -341,8 +341,10 @@ class SqliteJournal:
             key,
             owner,
             lambda r: r.state is RecordState.SENT and r.package_id == package_id,
-            "state = ?, package_id = ?, recipient_count = ?, estimated_credits = ?",
-            (RecordState.SENT.value, package_id, recipient_count, estimated_credits),
+            state=RecordState.SENT,
+            package_id=package_id,
+            recipient_count=recipient_count,
+            estimated_credits=estimated_credits,
         )
 
     async def mark_unknown(self, key: str, *, owner: str, detail: str) -> JournalRecord:
@@ -351,8 +353,8 @@ class SqliteJournal:
             key,
             owner,
             lambda r: r.state is RecordState.UNKNOWN,
-            "state = ?, detail = ?",
-            (RecordState.UNKNOWN.value, detail),
+            state=RecordState.UNKNOWN,
+            detail=detail,
         )
 
     async def release(self, key: str, *, owner: str) -> None:
