@@ -464,3 +464,18 @@ async def test_a_closed_journal_raises(open_journal: Opener) -> None:
         await journal.get(send_key("k"))
     with pytest.raises(JournalUnavailableError, match="closed"):
         await claim(journal, send_key("k"), "w1")
+
+
+async def test_records_are_hashable_values(journal: Journal) -> None:
+    record = (await claim(journal, send_key("k"), "w1", meta={"a": 1})).record
+    assert {record, await journal.get(send_key("k"))} == {record}
+
+
+async def test_a_claim_whose_answer_was_lost_is_undone_by_release(journal: Journal) -> None:
+    key = send_key("k")
+    await claim(journal, key, "w1")  # written, but say the caller never heard back
+
+    await journal.release(key, owner="w1")
+    await journal.release(key, owner="w1")
+
+    assert await journal.get(key) is None

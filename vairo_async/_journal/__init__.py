@@ -1,6 +1,8 @@
 """Journals of sends: records written before each request, so crashes never send twice."""
 
 from ._base import (
+    DEFAULT_LEASE,
+    DEFAULT_RETENTION,
     Claim,
     Journal,
     JournalRecord,
@@ -15,6 +17,8 @@ from ._redis import RedisJournal
 from ._sqlite import SqliteJournal
 
 __all__ = [
+    "DEFAULT_LEASE",
+    "DEFAULT_RETENTION",
     "Claim",
     "Journal",
     "JournalRecord",

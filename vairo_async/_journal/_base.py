@@ -107,7 +107,7 @@ class JournalRecord:
     recipient_count: int | None = None
     estimated_credits: int | None = None
     detail: str | None = None
-    meta: Mapping[str, Any] = attrs.field(factory=dict)
+    meta: Mapping[str, Any] = attrs.field(factory=dict, hash=False)
     created_at: float
     updated_at: float
     expires_at: float | None = None
@@ -160,6 +160,13 @@ class Journal(Protocol):
     `batch_key(campaign, index)`, a `campaign` and a `batch`, and never expire. Implementations:
     `MemoryJournal` (tests), `SqliteJournal` (one machine), `RedisJournal` (many machines).
     Each is an async context manager that closes itself.
+
+    A write that is cancelled, or that fails with `JournalUnavailableError`, may or may not
+    have reached the store. The owner's writes (`mark_sent`, `mark_unknown`, `release`) may be
+    repeated with the same arguments, so a caller shields them (`asyncio.shield`) or repeats
+    them; a claim whose
+    answer was lost is undone by `release(key, owner=owner)`, which leaves a key with no
+    record alone.
 
     .. versionadded:: 0.2.0
     """
