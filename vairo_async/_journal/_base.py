@@ -164,9 +164,8 @@ class Journal(Protocol):
     A write that is cancelled, or that fails with `JournalUnavailableError`, may or may not
     have reached the store. The owner's writes (`mark_sent`, `mark_unknown`, `release`) may be
     repeated with the same arguments, so a caller shields them (`asyncio.shield`) or repeats
-    them; a claim whose
-    answer was lost is undone by `release(key, owner=owner)`, which leaves a key with no
-    record alone.
+    them. A claim whose answer was lost is undone by `release(key, owner=owner)`, which
+    leaves a key with no record alone.
 
     .. versionadded:: 0.2.0
     """
