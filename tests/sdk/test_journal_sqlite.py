@@ -1,4 +1,4 @@
-"""SqliteJournal beyond the contract: processes sharing a file, exit, failures, durability."""
+"""Processes sharing one store, and SqliteJournal beyond the contract: exit, failures."""
 
 from __future__ import annotations
 
@@ -8,6 +8,7 @@ import sqlite3
 import subprocess
 import sys
 import textwrap
+import uuid
 from pathlib import Path
 
 import pytest
@@ -20,10 +21,15 @@ from ..support import ROOT
 _CLAIMER = textwrap.dedent(
     """
     import asyncio, json, sys
-    from vairo_async import SqliteJournal
+    from vairo_async import RedisJournal, SqliteJournal
 
-    async def main(path, owner, keys):
-        async with SqliteJournal(path, busy_timeout=60) as journal:
+    async def main(store, owner, keys):
+        if store.startswith("redis://"):
+            url, _, prefix = store.partition(" ")
+            journal = RedisJournal(url, prefix=prefix)
+        else:
+            journal = SqliteJournal(store, busy_timeout=60)
+        async with journal:
             print("ready", flush=True)
             sys.stdin.readline()  # the parent starts every claimer at once
             won = []
@@ -45,14 +51,19 @@ def _python(*args: str, **kwargs: object) -> subprocess.Popen[str]:
     )
 
 
-def test_two_processes_claiming_the_same_keys_give_one_winner_each(tmp_path: Path) -> None:
+@pytest.mark.parametrize("backend", ["sqlite", "redis"])
+def test_two_processes_claiming_the_same_keys_give_one_winner_each(
+    backend: str, tmp_path: Path, request: pytest.FixtureRequest
+) -> None:
     path = str(tmp_path / "shared.db")
+    prefix = f"test-{uuid.uuid4().hex}:"
+    store = path if backend == "sqlite" else f"{request.getfixturevalue('redis_url')} {prefix}"
     keys = [send_key(f"k{i}") for i in range(60)]
     procs = [
         _python(
             "-c",
             _CLAIMER,
-            path,
+            store,
             owner,
             json.dumps(order),
             stdin=subprocess.PIPE,
@@ -75,9 +86,10 @@ def test_two_processes_claiming_the_same_keys_give_one_winner_each(tmp_path: Pat
 
     assert won[0].isdisjoint(won[1])
     assert won[0] | won[1] == set(keys)
-    with sqlite3.connect(path) as conn:
-        owners = dict(conn.execute("SELECT key, owner FROM records").fetchall())
-    assert {key for key, owner in owners.items() if owner == "p1"} == won[0]
+    if backend == "sqlite":
+        with sqlite3.connect(path) as conn:
+            owners = dict(conn.execute("SELECT key, owner FROM records").fetchall())
+        assert {key for key, owner in owners.items() if owner == "p1"} == won[0]
 
 
 def test_an_interpreter_that_never_closes_the_journal_exits_promptly(tmp_path: Path) -> None:
