@@ -277,7 +277,7 @@ class RedisJournal:
     ) -> None:
         try:
             import redis.asyncio as aioredis
-        except ImportError:  # pragma: no cover - the extra is installed in the tests
+        except ImportError:
             raise ConfigurationError(
                 "RedisJournal needs the redis package: pip install 'vairo-async[redis]'"
             ) from None
@@ -297,7 +297,8 @@ class RedisJournal:
             self._owns_client = True
         else:
             kwargs = url_or_client.connection_pool.connection_kwargs
-            self._where = f"redis at {kwargs.get('host', kwargs.get('path', '?'))}"
+            where = kwargs.get("path") or f"{kwargs.get('host')}:{kwargs.get('port')}"
+            self._where = f"{where} (db {kwargs.get('db', 0)})"
             self._password = str(kwargs.get("password") or "")
             self._client = url_or_client
             self._owns_client = False
