@@ -479,3 +479,18 @@ async def test_a_claim_whose_answer_was_lost_is_undone_by_release(journal: Journ
     await journal.release(key, owner="w1")
 
     assert await journal.get(key) is None
+
+
+async def test_a_repeated_claim_shows_the_caller_its_own_token(journal: Journal) -> None:
+    key = send_key("k")
+    await claim(journal, key, "w1")
+
+    again = await claim(journal, key, "w1")
+
+    assert not again.claimed
+    assert again.record.owner == "w1"
+    assert (
+        await journal.mark_sent(
+            key, owner="w1", package_id=3, recipient_count=1, estimated_credits=None
+        )
+    ).package_id == 3

@@ -188,8 +188,10 @@ class Journal(Protocol):
         a CLAIMED record is written with the owner token and a lease of `lease` seconds, and
         `Claim(claimed=True, record=...)` returned. Otherwise nothing is written and
         `Claim(claimed=False, record=<the existing record>)` is returned: the caller compares
-        its fingerprint and reads its `effective_state`. A claim cancelled before it returns
-        may have been written; `release(key, owner=owner)` removes it (a no-op otherwise).
+        its fingerprint and reads its `effective_state`. A claim repeated after its answer
+        was lost returns `claimed=False` with the caller's own owner token on the record: it
+        is the caller's claim. A claim cancelled before it returns may have been written;
+        `release(key, owner=owner)` removes it (a no-op otherwise).
 
         Args:
             key: The journal key: `send_key(...)` or `batch_key(...)`.
