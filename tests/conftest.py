@@ -1,5 +1,6 @@
 from __future__ import annotations
 
+import os
 from collections.abc import AsyncIterator, Iterator
 
 import httpx
@@ -7,6 +8,8 @@ import pytest
 
 from vairo_async._retry import set_testing
 from vairo_async.testing import FakeVairo
+
+from .redis_server import find_server, running_server
 
 
 @pytest.fixture(autouse=True)
@@ -37,3 +40,19 @@ async def http(request: pytest.FixtureRequest, fake: FakeVairo) -> AsyncIterator
     else:
         async with fake.serve() as url, httpx.AsyncClient(base_url=url) as client:
             yield client
+
+
+@pytest.fixture(scope="session")
+def redis_url() -> Iterator[str]:
+    """The URL of a redis-server run for this test session on a free loopback port.
+
+    Without a server binary the tests that need one skip, except under CI, where they fail.
+    """
+    binary = find_server()
+    if binary is None:
+        message = "no redis-server or valkey-server on PATH (or $VAIRO_TEST_REDIS_SERVER)"
+        if os.environ.get("CI"):
+            pytest.fail(message)
+        pytest.skip(message)
+    with running_server(binary) as url:
+        yield url

@@ -13,7 +13,14 @@ VairoError
 ├── OutcomeUnknownError       a send may or may not have been acted on: not retried
 ├── WaitTimeoutError          a package was not final in time (also a TimeoutError)
 │   └── PackageExpiredError   ... and never will be: still not final long after it expired
-└── WaitAllError              packages a wait_all could not wait for (also an ExceptionGroup)
+├── WaitAllError              packages a wait_all could not wait for (also an ExceptionGroup)
+└── JournalError              the journal of sends could not do what was asked
+    ├── JournalUnavailableError   the store could not be reached or written
+    ├── ClaimLostError            a write by an owner whose claim is no longer its own
+    ├── SentNotRecordedError      the SMS went out but its SENT record was not written
+    ├── IdempotencyKeyReusedError a key reused for other content
+    ├── SendInProgressError       the key is claimed, live, by another sender
+    └── CampaignMismatchError     a rerun whose parameters or rows differ from the journal's
 """
 
 from __future__ import annotations
@@ -23,18 +30,26 @@ from datetime import datetime
 from typing import TYPE_CHECKING, Self
 
 if TYPE_CHECKING:
+    from ._journal import JournalRecord
     from ._models import BulkResult, PackageReport
 
 __all__ = [
     "APIError",
     "AuthenticationError",
     "BulkInputError",
+    "CampaignMismatchError",
+    "ClaimLostError",
     "ClientClosedError",
     "ConfigurationError",
+    "IdempotencyKeyReusedError",
     "InvalidRequestError",
+    "JournalError",
+    "JournalUnavailableError",
     "OutcomeUnknownError",
     "PackageExpiredError",
     "RateLimitError",
+    "SendInProgressError",
+    "SentNotRecordedError",
     "ServerError",
     "TransportError",
     "UnexpectedResponseError",
@@ -280,6 +295,122 @@ class WaitAllError(ExceptionGroup[VairoError], VairoError):
 
     def __init__(self, errors: Mapping[int, VairoError]) -> None:
         super().__init__(self.message, list(errors.values()))
+
+
+class JournalError(VairoError):
+    """Base class of the errors of a journal (`MemoryJournal`, `SqliteJournal`, `RedisJournal`).
+
+    .. versionadded:: 0.2.0
+    """
+
+
+class JournalUnavailableError(JournalError):
+    """The journal's store could not be reached or written (or the journal was closed).
+
+    The store's own exception is the `__cause__`; the message never holds a password. Raised
+    by a claim, it means nothing was sent: the claim comes before the first HTTP attempt.
+
+    .. versionadded:: 0.2.0
+    """
+
+
+class ClaimLostError(JournalError):
+    """A write by an owner whose claim on the key is no longer its own.
+
+    The claim was resolved by hand, or resolved and claimed again by another sender: the
+    newer record is kept, never overwritten by the stale owner.
+
+    Attributes:
+        key: The journal key.
+        record: The record found instead of the owner's claim, or None if there was none.
+
+    .. versionadded:: 0.2.0
+    """
+
+    def __init__(self, key: str, record: JournalRecord | None) -> None:
+        self.key = key
+        self.record = record
+        found = "no record" if record is None else f"a {record.state.name} record"
+        super().__init__(f"the claim on {key!r} is no longer this owner's: found {found}")
+
+
+class SentNotRecordedError(JournalError):
+    """The SMS went out, but its SENT record could not be written: store `package_id`.
+
+    The store's failure is the `__cause__`. The key's record is still CLAIMED (UNKNOWN once
+    its lease passes), so the SMS is not sent again for it.
+
+    Attributes:
+        key: The journal key.
+        package_id: The package the server accepted.
+
+    .. versionadded:: 0.2.0
+    """
+
+    def __init__(self, key: str, package_id: int) -> None:
+        self.key = key
+        self.package_id = package_id
+        super().__init__(
+            f"package {package_id} was sent, but the journal could not record it for {key!r}"
+        )
+
+
+class IdempotencyKeyReusedError(JournalError):
+    """An idempotency key was used again with other content (another fingerprint).
+
+    Nothing was sent.
+
+    Attributes:
+        key: The key as the caller gave it.
+        record: The record the key already holds.
+
+    .. versionadded:: 0.2.0
+    """
+
+    def __init__(self, key: str, record: JournalRecord) -> None:
+        self.key = key
+        self.record = record
+        super().__init__(
+            f"idempotency key {key!r} was already used for other content "
+            f"({record.state.name}); nothing was sent"
+        )
+
+
+class SendInProgressError(JournalError):
+    """The key is claimed by another sender whose lease has not passed; nothing was sent.
+
+    Attributes:
+        key: The key as the caller gave it.
+        record: The live claim.
+
+    .. versionadded:: 0.2.0
+    """
+
+    def __init__(self, key: str, record: JournalRecord) -> None:
+        self.key = key
+        self.record = record
+        super().__init__(f"a send for {key!r} is in progress elsewhere; nothing was sent")
+
+
+class CampaignMismatchError(JournalError):
+    """A campaign was run again with other parameters, or a batch's rows changed.
+
+    Nothing of the mismatching batch (or, for parameters, of the campaign) was sent.
+
+    Attributes:
+        campaign: The campaign id.
+        reason: What differs.
+        batch: The batch index whose rows changed, or None for the campaign's parameters.
+
+    .. versionadded:: 0.2.0
+    """
+
+    def __init__(self, campaign: str, reason: str, *, batch: int | None = None) -> None:
+        self.campaign = campaign
+        self.reason = reason
+        self.batch = batch
+        where = f"campaign {campaign!r}" if batch is None else f"batch {batch} of {campaign!r}"
+        super().__init__(f"{where} does not match the journal: {reason}")
 
 
 _STATUS_CLASSES: dict[int, type[APIError]] = {

@@ -10,14 +10,24 @@ from vairo_async import (
     BatchState,
     BulkProgress,
     BulkResult,
+    Claim,
+    ClaimLostError,
     Encoding,
+    Journal,
+    JournalRecord,
+    JournalUnavailableError,
+    MemoryJournal,
     Message,
     Messages,
     OutcomeUnknownError,
     PackageReport,
     PackageStatus,
     ProgressHook,
+    RecordState,
+    RedisJournal,
     Segments,
+    SentNotRecordedError,
+    SqliteJournal,
     Submission,
     segments,
     transliterate_turkish,
@@ -92,3 +102,29 @@ async def remote_emulator() -> None:
         await fake.complete_now(package.package_id)
         await fake.reset()
         print(messages, mine, records, twice, count, peak)
+
+
+async def journals(path: str, url: str) -> None:
+    stores: list[Journal] = [MemoryJournal(), SqliteJournal(path), RedisJournal(url)]
+    for store in stores:
+        async with store as journal:
+            claim: Claim = await journal.claim(
+                "send:k", fingerprint="f", owner="o", lease=30.0, retention=3600.0
+            )
+            record: JournalRecord = claim.record
+            state: RecordState = record.effective_state(0.0)
+            if claim.claimed:
+                await journal.mark_sent(
+                    "send:k", owner="o", package_id=1, recipient_count=1, estimated_credits=None
+                )
+            unresolved: list[JournalRecord] = await journal.unresolved(campaign=None)
+            resolved: JournalRecord | None = await journal.resolve("send:k", package_id=None)
+            header = await journal.put_campaign("c", {"sender": "ACME"})
+            print(state, unresolved, resolved, header["sender"])
+    try:
+        pass
+    except SentNotRecordedError as exc:
+        package_id: int = exc.package_id
+        print(package_id)
+    except (JournalUnavailableError, ClaimLostError) as exc:
+        print(exc)

@@ -1,0 +1,171 @@
+"""Processes sharing one store, and SqliteJournal beyond the contract: exit, failures."""
+
+from __future__ import annotations
+
+import json
+import os
+import sqlite3
+import subprocess
+import sys
+import textwrap
+import uuid
+from pathlib import Path
+
+import pytest
+
+from vairo_async import JournalUnavailableError, RecordState, SqliteJournal
+from vairo_async._journal import send_key
+
+from ..support import ROOT
+
+_CLAIMER = textwrap.dedent(
+    """
+    import asyncio, json, sys
+    from vairo_async import RedisJournal, SqliteJournal
+
+    async def main(store, owner, keys):
+        if store.startswith("redis://"):
+            url, _, prefix = store.partition(" ")
+            journal = RedisJournal(url, prefix=prefix)
+        else:
+            journal = SqliteJournal(store, busy_timeout=60)
+        async with journal:
+            print("ready", flush=True)
+            sys.stdin.readline()  # the parent starts every claimer at once
+            won = []
+            for key in keys:
+                claim = await journal.claim(key, fingerprint="f", owner=owner, lease=60)
+                if claim.claimed:
+                    won.append(key)
+        print(json.dumps(won), flush=True)
+
+    asyncio.run(main(sys.argv[1], sys.argv[2], json.loads(sys.argv[3])))
+    """
+)
+
+
+def _python(*args: str, **kwargs: object) -> subprocess.Popen[str]:
+    env = {**os.environ, "PYTHONPATH": str(ROOT)}
+    return subprocess.Popen(  # type: ignore[call-overload, no-any-return]
+        [sys.executable, *args], env=env, text=True, **kwargs
+    )
+
+
+@pytest.mark.parametrize("backend", ["sqlite", "redis"])
+def test_two_processes_claiming_the_same_keys_give_one_winner_each(
+    backend: str, tmp_path: Path, request: pytest.FixtureRequest
+) -> None:
+    path = str(tmp_path / "shared.db")
+    prefix = f"test-{uuid.uuid4().hex}:"
+    store = path if backend == "sqlite" else f"{request.getfixturevalue('redis_url')} {prefix}"
+    keys = [send_key(f"k{i}") for i in range(60)]
+    procs = [
+        _python(
+            "-c",
+            _CLAIMER,
+            store,
+            owner,
+            json.dumps(order),
+            stdin=subprocess.PIPE,
+            stdout=subprocess.PIPE,
+        )
+        for owner, order in (("p1", keys), ("p2", keys[::-1]))
+    ]
+    for proc in procs:
+        assert proc.stdout is not None
+        assert proc.stdout.readline().strip() == "ready"
+    for proc in procs:
+        assert proc.stdin is not None
+        proc.stdin.write("go\n")
+        proc.stdin.flush()
+    won = []
+    for proc in procs:
+        out, _ = proc.communicate(timeout=120)
+        assert proc.returncode == 0
+        won.append(set(json.loads(out)))
+
+    assert won[0].isdisjoint(won[1])
+    assert won[0] | won[1] == set(keys)
+    if backend == "sqlite":
+        with sqlite3.connect(path) as conn:
+            owners = dict(conn.execute("SELECT key, owner FROM records").fetchall())
+        assert {key for key, owner in owners.items() if owner == "p1"} == won[0]
+
+
+def test_an_interpreter_that_never_closes_the_journal_exits_promptly(tmp_path: Path) -> None:
+    path = tmp_path / "open.db"
+    script = textwrap.dedent(
+        """
+        import asyncio, sys
+        from vairo_async import SqliteJournal
+
+        journal = SqliteJournal(sys.argv[1])
+
+        async def main():
+            await journal.claim("send:k", fingerprint="f", owner="o", lease=60)
+
+        asyncio.run(main())
+        print("done", flush=True)
+        """
+    )
+    proc = _python("-c", script, str(path), stdout=subprocess.PIPE)
+    out, _ = proc.communicate(timeout=30)
+
+    assert (proc.returncode, out.strip()) == (0, "done")
+    with sqlite3.connect(path) as conn:  # committed before the claim returned
+        assert conn.execute("SELECT state FROM records").fetchall() == [("claimed",)]
+
+
+async def test_the_file_is_in_wal_mode_with_full_sync(tmp_path: Path) -> None:
+    path = tmp_path / "j.db"
+    async with SqliteJournal(path) as journal:
+        await journal.claim(send_key("k"), fingerprint="f", owner="o", lease=5)
+        conn = journal._conn
+        assert conn is not None
+        assert conn.execute("PRAGMA journal_mode").fetchone() == ("wal",)
+        assert conn.execute("PRAGMA synchronous").fetchone() == (2,)  # FULL
+
+
+async def test_a_record_survives_reopening(tmp_path: Path) -> None:
+    path = tmp_path / "j.db"
+    async with SqliteJournal(path) as journal:
+        await journal.claim(send_key("k"), fingerprint="f", owner="o", lease=5)
+        await journal.mark_sent(
+            send_key("k"), owner="o", package_id=9, recipient_count=2, estimated_credits=3
+        )
+
+    async with SqliteJournal(path) as journal:
+        record = await journal.get(send_key("k"))
+    assert record is not None
+    assert (record.state, record.package_id, record.estimated_credits) == (RecordState.SENT, 9, 3)
+
+
+async def test_an_unopenable_path_is_unavailable_with_the_cause(tmp_path: Path) -> None:
+    journal = SqliteJournal(tmp_path / "missing-dir" / "j.db")
+
+    with pytest.raises(JournalUnavailableError, match="could not be used") as raised:
+        await journal.claim(send_key("k"), fingerprint="f", owner="o", lease=5)
+
+    assert isinstance(raised.value.__cause__, sqlite3.OperationalError)
+    await journal.aclose()
+
+
+async def test_a_path_under_a_file_is_unavailable(tmp_path: Path) -> None:
+    (tmp_path / "plain").write_text("x")
+    journal = SqliteJournal(tmp_path / "plain" / "j.db")
+
+    with pytest.raises(JournalUnavailableError, match="plain"):
+        await journal.put_campaign("c", {})
+    with pytest.raises(JournalUnavailableError):  # tried again on the next call, not cached
+        await journal.get(send_key("k"))
+    await journal.aclose()
+
+
+async def test_a_file_that_is_not_a_database_is_unavailable(tmp_path: Path) -> None:
+    path = tmp_path / "j.db"
+    path.write_bytes(b"this is not a database file" * 100)
+
+    with pytest.raises(JournalUnavailableError) as raised:
+        async with SqliteJournal(path):
+            pass
+    assert isinstance(raised.value.__cause__, sqlite3.DatabaseError)
