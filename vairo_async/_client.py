@@ -167,11 +167,12 @@ class AsyncVairoClient:
             if timeout is None:
                 timeout = httpx.Timeout(DEFAULT_TIMEOUT, connect=DEFAULT_CONNECT_TIMEOUT)
             if transport is None:
-                from ._transport import AiohttpTransport
-
-                transport = AiohttpTransport(max_connections=max_connections)
                 self._max_connections = max_connections
-            http_client = httpx.AsyncClient(transport=transport, timeout=timeout)
+            from ._transport import make_http_client
+
+            http_client = make_http_client(
+                self.base_url, transport=transport, timeout=timeout, max_connections=max_connections
+            )
         self._http = http_client
         self._params = {"api_key": key}
         self._send_url = httpx.URL(self.base_url + SEND_ENDPOINT, params=self._params)
