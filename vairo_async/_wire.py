@@ -198,8 +198,18 @@ converter = make_converter()
 
 
 def encode_send(sender: str, messages: list[Message], tr_char: bool) -> bytes:
-    """The SmsGonder request body as UTF-8 JSON."""
-    payload = converter.unstructure(SendRequest(baslik=sender, mesajlar=messages, tr_char=tr_char))
+    """The SmsGonder request body as UTF-8 JSON.
+
+    Byte for byte what the converter makes of `SendRequest(sender, messages, tr_char)` (the
+    tests hold the two equal), written out here because the converter's hook call per row
+    costs more than the row's dictionary itself, and a campaign encodes every row.
+    """
+    payload: dict[str, Any] = {
+        "baslik": sender,
+        "mesajlar": [{"dest": message.to, "msg": message.text} for message in messages],
+    }
+    if tr_char:
+        payload["tr_char"] = tr_char
     return dumps(payload)
 
 

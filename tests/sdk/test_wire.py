@@ -3,9 +3,12 @@
 from __future__ import annotations
 
 import json
+from collections.abc import Callable
 from datetime import datetime, timedelta
 
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 from tests.support import load_sample
 from vairo_async import (
@@ -18,9 +21,10 @@ from vairo_async import (
     RateLimitError,
     ServerError,
     UnexpectedResponseError,
+    _wire,
 )
 from vairo_async._constants import ISTANBUL
-from vairo_async._wire import converter, decode, encode_send, make_converter
+from vairo_async._wire import SendRequest, converter, decode, dumps, encode_send, make_converter
 
 KEY = "the-key"
 
@@ -250,8 +254,6 @@ def test_make_converter_returns_independent_instances() -> None:
 def test_both_json_codecs_put_the_same_bytes_on_the_wire(
     codec: str, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    from vairo_async import _wire
-
     messages = [
         Message(to="5399999999", text='Şifre "1234" \\ 😀'),
         Message(to="5554444444", text="x"),
@@ -273,3 +275,39 @@ def test_both_json_codecs_put_the_same_bytes_on_the_wire(
     assert decode(200, b'{"durum": true, "aciklama": "52"}', None, int, KEY) == 52
     with pytest.raises(UnexpectedResponseError):
         decode(200, b"<html>", None, int, KEY)
+
+
+def _by_the_converter(sender: str, messages: list[Message], tr_char: bool) -> bytes:
+    return dumps(
+        converter.unstructure(SendRequest(baslik=sender, mesajlar=messages, tr_char=tr_char))
+    )
+
+
+def _outcome(
+    encode: Callable[[str, list[Message], bool], bytes],
+    sender: str,
+    messages: list[Message],
+    tr_char: bool,
+) -> bytes | type[Exception]:
+    try:
+        return encode(sender, messages, tr_char)
+    except Exception as exc:  # a lone surrogate is no UTF-8: both must refuse it alike
+        return type(exc)
+
+
+_ROWS = st.lists(
+    st.builds(Message, to=st.text(max_size=14), text=st.text(max_size=200)), max_size=40
+)
+
+
+@settings(max_examples=500)
+@given(st.text(max_size=12), _ROWS, st.booleans())
+def test_a_send_body_is_byte_for_byte_what_the_converter_makes(
+    sender: str, messages: list[Message], tr_char: bool
+) -> None:
+    for codec in (_wire.orjson, None):
+        with pytest.MonkeyPatch.context() as patch:
+            patch.setattr(_wire, "orjson", codec)
+            assert _outcome(encode_send, sender, messages, tr_char) == _outcome(
+                _by_the_converter, sender, messages, tr_char
+            )
