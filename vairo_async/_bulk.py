@@ -138,16 +138,19 @@ class Campaign:
         Raises:
             TypeError: The row is not a `Message`: the input is broken, not the row.
         """
-        to, text = (row.to, row.text) if type(row) is Message else (None, None)
+        to = text = None
+        if type(row) is Message:
+            to = row.to
+            text = row.text
         # Most rows hold a number in wire form and a plain ASCII text, which needs no
         # `tr_char` and has nothing `check_message` could reject: they join at once.
         if (
             type(to) is str
+            and type(text) is str
             and len(to) == 10
             and to[0] == "5"
-            and to.isascii()
             and to.isdigit()
-            and type(text) is str
+            and to.isascii()
             and text.isascii()
             and text
             and not text.isspace()

@@ -295,8 +295,23 @@ def _outcome(
         return type(exc)
 
 
-_ROWS = st.lists(
-    st.builds(Message, to=st.text(max_size=14), text=st.text(max_size=200)), max_size=40
+_ASCII = st.characters(max_codepoint=0x7F)
+# Any strings; ASCII ones, some with a quote, backslash or control character JSON escapes;
+# and rows of wire-form numbers with plain texts, which JSON carries verbatim.
+_ROWS = st.one_of(
+    st.lists(st.builds(Message, to=st.text(max_size=14), text=st.text(max_size=200)), max_size=40),
+    st.lists(
+        st.builds(Message, to=st.text(_ASCII, max_size=12), text=st.text(_ASCII, max_size=200)),
+        max_size=40,
+    ),
+    st.lists(
+        st.builds(
+            Message,
+            to=st.from_regex(r"5[0-9]{9}", fullmatch=True),
+            text=st.from_regex(r"[ -!#-\[\]-~]{0,200}", fullmatch=True),
+        ),
+        max_size=40,
+    ),
 )
 
 
