@@ -181,16 +181,20 @@ class AiohttpTransport(httpx.AsyncBaseTransport):
         except (aiohttp.ClientError, TimeoutError) as exc:
             error = _httpx_error(exc, request)
         else:
-            return httpx.Response(
+            # A stream read at once, as httpx reads its own transports' answers: `content=`
+            # would also add a Content-Length header the server may not have sent.
+            response = httpx.Response(
                 answer.status,
                 headers=answer.raw_headers,
-                content=content,
+                stream=httpx.ByteStream(content),
                 request=request,
                 extensions={
                     "http_version": b"HTTP/1.1",
                     "reason_phrase": (answer.reason or "").encode(),
                 },
             )
+            response.read()
+            return response
         # Raised outside the except clause, so the aiohttp exception is not kept as its
         # context: that one's request_info holds the URL with the key, and proxy credentials.
         # The name goes before the frame ends: the traceback keeps the frame, and a frame
@@ -252,6 +256,10 @@ class _SdkClient(httpx.AsyncClient):
     once (the collector's passes cost about 17 us a request).
     """
 
+    def __init__(self, **options: Any) -> None:
+        super().__init__(**options)
+        self._merged_headers: dict[tuple[tuple[str, str], ...] | None, httpx.Headers] = {}
+
     @property
     def cookies(self) -> httpx.Cookies:
         return _NO_COOKIES
@@ -259,6 +267,28 @@ class _SdkClient(httpx.AsyncClient):
     @cookies.setter
     def cookies(self, cookies: object) -> None:
         raise AttributeError("the SDK's own HTTP client keeps no cookies")
+
+    def build_request(self, method: str, url: httpx.URL | str, **options: Any) -> httpx.Request:
+        """As httpx builds it, with the client's headers merged once per set of extra headers.
+
+        Only the SDK's own kind of request (an absolute `httpx.URL`, a body, headers as a
+        dict) takes the short way; anything else goes to httpx's `build_request`.
+        """
+        content = options.pop("content", None)
+        headers = options.pop("headers", None)
+        if (
+            options
+            or not isinstance(url, httpx.URL)
+            or not url.is_absolute_url
+            or not (headers is None or type(headers) is dict)
+        ):
+            return super().build_request(method, url, content=content, headers=headers, **options)
+        key = None if headers is None else tuple(headers.items())
+        merged = self._merged_headers.get(key)
+        if merged is None:
+            merged = self._merged_headers[key] = httpx.Headers(self._merge_headers(headers))
+        extensions = {"timeout": self.timeout.as_dict()}
+        return httpx.Request(method, url, content=content, headers=merged, extensions=extensions)
 
     async def send(
         self, request: httpx.Request, *, stream: bool = False, **options: Any

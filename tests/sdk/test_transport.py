@@ -8,6 +8,7 @@ import gzip
 import socket
 import ssl
 from collections.abc import AsyncIterator, Awaitable, Callable, Iterator
+from typing import Any
 
 import httpx
 import pytest
@@ -402,3 +403,37 @@ def test_an_https_client_loads_its_tls_context_once_when_built() -> None:
     assert isinstance(first, ssl.SSLContext)
     assert first.verify_mode is ssl.CERT_REQUIRED
     assert first is second  # loaded once for the process
+
+
+BUILT: list[tuple[str, str, dict[str, Any]]] = [
+    ("POST", "https://vairo.test/api/SmsGonder?api_key=k", {"content": b"{}"}),
+    (
+        "POST",
+        "https://vairo.test/api/SmsGonder?api_key=k",
+        {"content": b"{}", "headers": {"content-type": "application/json"}},
+    ),
+    ("GET", "https://vairo.test/api/GonderimBilgisi/7?api_key=k", {}),
+    ("GET", "https://vairo.test/api/x", {"params": {"a": "1"}, "headers": [("x-a", "b")]}),
+    ("GET", "https://vairo.test/api/x", {"headers": {"x-a": "b"}}),
+    ("GET", "relative/path", {}),
+]
+
+
+def test_the_sdk_client_builds_requests_as_httpx_does() -> None:
+    transport = httpx.MockTransport(lambda request: httpx.Response(200))
+    own = _transport.make_http_client(
+        "https://vairo.test/", transport=transport, timeout=5, max_connections=1
+    )
+    plain = httpx.AsyncClient(timeout=5)
+    for method, url, options in BUILT * 2:  # the second time from the merged headers kept
+        target = httpx.URL(url) if url.startswith("https:") else url
+        built, expected = (
+            client.build_request(method, target, **options) for client in (own, plain)
+        )
+        assert (built.method, built.url, built.content) == (
+            expected.method,
+            expected.url,
+            expected.content,
+        )
+        assert built.headers.raw == expected.headers.raw
+        assert built.extensions == expected.extensions
