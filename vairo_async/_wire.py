@@ -204,7 +204,7 @@ def encode_send(sender: str, messages: list[Message], tr_char: bool) -> bytes:
     tests hold the two equal), written out here because the converter's hook call per row
     costs more than the row's dictionary itself, and a campaign encodes every row.
     """
-    if orjson is not None and type(tr_char) is bool:
+    if orjson is not None and len(messages) >= _VERBATIM_FROM and type(tr_char) is bool:
         body = _encode_verbatim(orjson, sender, messages, tr_char)
         if body is not None:
             return body
@@ -217,6 +217,8 @@ def encode_send(sender: str, messages: list[Message], tr_char: bool) -> bytes:
     return dumps(payload)
 
 
+# Below this many rows, checking them costs more than the dictionaries it saves.
+_VERBATIM_FROM = 32
 _BETWEEN = '","msg":"'
 _NEXT = '"},{"dest":"'
 

@@ -7,7 +7,7 @@ from collections.abc import Callable
 from datetime import datetime, timedelta
 
 import pytest
-from hypothesis import given, settings
+from hypothesis import example, given, settings
 from hypothesis import strategies as st
 
 from tests.support import load_sample
@@ -299,10 +299,10 @@ _ASCII = st.characters(max_codepoint=0x7F)
 # Any strings; ASCII ones, some with a quote, backslash or control character JSON escapes;
 # and rows of wire-form numbers with plain texts, which JSON carries verbatim.
 _ROWS = st.one_of(
-    st.lists(st.builds(Message, to=st.text(max_size=14), text=st.text(max_size=200)), max_size=40),
+    st.lists(st.builds(Message, to=st.text(max_size=14), text=st.text(max_size=200)), max_size=80),
     st.lists(
         st.builds(Message, to=st.text(_ASCII, max_size=12), text=st.text(_ASCII, max_size=200)),
-        max_size=40,
+        max_size=80,
     ),
     st.lists(
         st.builds(
@@ -310,13 +310,26 @@ _ROWS = st.one_of(
             to=st.from_regex(r"5[0-9]{9}", fullmatch=True),
             text=st.from_regex(r"[ -!#-\[\]-~]{0,200}", fullmatch=True),
         ),
-        max_size=40,
+        max_size=80,
     ),
 )
 
 
+def _plain_rows(count: int, odd: Message) -> list[Message]:
+    """`count` rows JSON carries verbatim, and `odd` among them."""
+    rows = [Message(to=f"5{i:09d}", text=f"Kampanya {i}") for i in range(count)]
+    rows[count // 2] = odd
+    return rows
+
+
 @settings(max_examples=500)
 @given(st.text(max_size=12), _ROWS, st.booleans())
+@example("ACME", _plain_rows(40, Message(to="5399999999", text="Kampanya")), True)
+@example("ACME", _plain_rows(40, Message(to="5399999999", text='"1"')), False)
+@example("ACME", _plain_rows(40, Message(to="5399999999", text="a\\b")), False)
+@example("ACME", _plain_rows(40, Message(to="5399999999", text="a\nb")), True)
+@example("ACME", _plain_rows(40, Message(to='539999999"', text="x")), False)
+@example("AÇME", _plain_rows(40, Message(to="5399999999", text="Çok")), False)
 def test_a_send_body_is_byte_for_byte_what_the_converter_makes(
     sender: str, messages: list[Message], tr_char: bool
 ) -> None:
