@@ -242,6 +242,7 @@ class _NoCookies(httpx.Cookies):
 
 
 _NO_COOKIES = _NoCookies()
+_DEFAULT = httpx.USE_CLIENT_DEFAULT
 # Stands in for an answer's stream once its body has been read whole.
 _READ = httpx.ByteStream(b"")
 
@@ -272,15 +273,16 @@ class _SdkClient(httpx.AsyncClient):
         """As httpx builds it, with the client's headers merged once per set of extra headers.
 
         Only the SDK's own kind of request (an absolute `httpx.URL`, a body, headers as a
-        dict) takes the short way; anything else goes to httpx's `build_request`.
+        dict, every other option unset, as `request()` passes them) takes the short way;
+        anything else goes to httpx's `build_request`.
         """
         content = options.pop("content", None)
         headers = options.pop("headers", None)
         if (
-            options
-            or not isinstance(url, httpx.URL)
+            not isinstance(url, httpx.URL)
             or not url.is_absolute_url
             or not (headers is None or type(headers) is dict)
+            or any(value is not None and value is not _DEFAULT for value in options.values())
         ):
             return super().build_request(method, url, content=content, headers=headers, **options)
         key = None if headers is None else tuple(headers.items())

@@ -416,6 +416,24 @@ BUILT: list[tuple[str, str, dict[str, Any]]] = [
     ("GET", "https://vairo.test/api/x", {"params": {"a": "1"}, "headers": [("x-a", "b")]}),
     ("GET", "https://vairo.test/api/x", {"headers": {"x-a": "b"}}),
     ("GET", "relative/path", {}),
+    # As AsyncClient.request passes them: every option named, unset.
+    (
+        "POST",
+        "https://vairo.test/api/SmsGonder?api_key=k",
+        {
+            "content": b"{}",
+            "data": None,
+            "files": None,
+            "json": None,
+            "params": None,
+            "headers": {"content-type": "application/json"},
+            "cookies": None,
+            "timeout": httpx.USE_CLIENT_DEFAULT,
+            "extensions": None,
+        },
+    ),
+    ("GET", "https://vairo.test/api/x", {"timeout": 1.5}),
+    ("GET", "https://vairo.test/api/x", {"extensions": {"trace": print}}),
 ]
 
 
