@@ -45,7 +45,9 @@ class _Batch:
 
     tr_char: bool
     messages: list[Message] = attrs.Factory(list)  # the caller's rows, as given
-    wire: list[Message] = attrs.Factory(list)  # the same rows, numbers in wire form
+    # Position in `messages` -> that row with its number respelled in wire form.
+    respelled: dict[int, Message] = attrs.Factory(dict)
+    wire: list[Message] = attrs.Factory(list)  # the rows as sent: set as the batch closes
     rejected: list[Rejection] = attrs.Factory(list)
     rows: int = 0
     index: int = -1
@@ -142,17 +144,39 @@ class Campaign:
         Raises:
             TypeError: The row is not a `Message`: the input is broken, not the row.
         """
-        try:
-            message = check_message(row)
-            if message.to in self._exclude:
-                raise ValueError(f"to={describe(row.to)}: excluded")
-        except ValueError as exc:
-            batch = self._forming[_tr_group(row)]
-            batch.rejected.append(Rejection(row, str(exc)))
-        else:
-            batch = self._forming[needs_turkish_shift(message.text)]
+        to = text = None
+        if type(row) is Message:
+            to = row.to
+            text = row.text
+        # Most rows hold a number in wire form and a plain ASCII text, which needs no
+        # `tr_char` and has nothing `check_message` could reject: they join at once.
+        if (
+            type(to) is str
+            and type(text) is str
+            and len(to) == 10
+            and to[0] == "5"
+            and to.isdigit()
+            and to.isascii()
+            and text.isascii()
+            and text
+            and not text.isspace()
+            and to not in self._exclude
+        ):
+            batch = self._forming[False]
             batch.messages.append(row)
-            batch.wire.append(message)
+        else:
+            try:
+                message = check_message(row)
+                if message.to in self._exclude:
+                    raise ValueError(f"to={describe(row.to)}: excluded")
+            except ValueError as exc:
+                batch = self._forming[_tr_group(row)]
+                batch.rejected.append(Rejection(row, str(exc)))
+            else:
+                batch = self._forming[needs_turkish_shift(message.text)]
+                if message is not row:
+                    batch.respelled[len(batch.messages)] = message
+                batch.messages.append(row)
         self.rows_read += 1
         batch.rows += 1
         if batch.rows < self._batch_size:
@@ -188,9 +212,14 @@ class Campaign:
             self._results.put_nowait(_END)
 
     def _close(self, batch: _Batch) -> None:
-        """Give a batch leaving formation its number and its price."""
+        """Give a batch leaving formation its number, its rows as sent, and its price."""
         batch.index = self._next_index
         self._next_index += 1
+        respelled = batch.respelled
+        if respelled:
+            batch.wire = [respelled.get(at, row) for at, row in enumerate(batch.messages)]
+        else:
+            batch.wire = batch.messages
         batch.credits = credits_of([m.text for m in batch.wire], batch.tr_char)
 
     async def _dispatch(self, batch: _Batch) -> None:

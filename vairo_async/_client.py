@@ -143,11 +143,14 @@ class AsyncVairoClient:
         self._release_key = weakref.finalize(self, hold_secret(key))
         self._owns_http = http_client is None
         if http_client is None:
-            if transport is None:
-                from ._transport import AiohttpTransport
+            from ._transport import make_http_client
 
-                transport = AiohttpTransport(max_connections=settings.max_connections)
-            http_client = httpx.AsyncClient(transport=transport, timeout=settings.http_timeout)
+            http_client = make_http_client(
+                self.base_url,
+                transport=transport,
+                timeout=settings.http_timeout,
+                max_connections=settings.max_connections,
+            )
         self._http = http_client
         self._params = {"api_key": key}
         self._urls: dict[str, httpx.URL] = {}  # of endpoints without path arguments

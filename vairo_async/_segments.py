@@ -161,21 +161,23 @@ def segments(text: str, *, tr_char: bool | None = None) -> Segments:
     return _fit(Encoding.UCS2, text, units, units - len(text))
 
 
-# ASCII text with none of these is one septet per character: the common case of a campaign.
-_ASCII_SPECIAL_CHAR = re.compile("[" + re.escape(_ASCII_SPECIAL.decode("ascii")) + "]")
-
-
 def credits_of(texts: list[str], tr_char: bool) -> int:
     """The credits of a package of `texts` sent with `tr_char`: one per segment of each.
 
-    Campaigns price every row; when the package is plain ASCII with no two-septet
-    character, which one C-level pass over the joined texts tells, each text costs a
-    division instead of a `segments` call.
+    Campaigns price every row. When the package is plain ASCII with no two-septet
+    character (the common case: one septet per character), which C-level passes over the
+    joined texts tell, a text costs its length, and a package whose longest text fits in
+    one SMS costs one credit a text; only other packages take a `segments` call per text.
     """
     joined = "".join(texts)
-    if joined.isascii() and _ASCII_SPECIAL_CHAR.search(joined) is None:
-        single, multi = (155, 149) if tr_char else (160, 153)
-        return sum(1 if length <= single else -(-length // multi) for length in map(len, texts))
+    if joined.isascii():
+        raw = joined.encode("ascii")
+        if len(raw.translate(None, _ASCII_SPECIAL)) == len(raw):
+            single, multi = (155, 149) if tr_char else (160, 153)
+            if max(map(len, texts), default=0) <= single:
+                return len(texts)
+            lengths = map(len, texts)
+            return sum(1 if length <= single else -(-length // multi) for length in lengths)
     return sum(segments(text, tr_char=tr_char).count for text in texts)
 
 

@@ -203,9 +203,66 @@ converter = make_converter()
 
 
 def encode_send(sender: str, messages: list[Message], tr_char: bool) -> bytes:
-    """The SmsGonder request body as UTF-8 JSON."""
-    payload = converter.unstructure(SendRequest(baslik=sender, mesajlar=messages, tr_char=tr_char))
+    """The SmsGonder request body as UTF-8 JSON.
+
+    Byte for byte what the converter makes of `SendRequest(sender, messages, tr_char)` (the
+    tests hold the two equal), written out here because the converter's hook call per row
+    costs more than the row's dictionary itself, and a campaign encodes every row.
+    """
+    if orjson is not None and len(messages) >= _VERBATIM_FROM and type(tr_char) is bool:
+        body = _encode_verbatim(orjson, sender, messages, tr_char)
+        if body is not None:
+            return body
+    payload: dict[str, Any] = {
+        "baslik": sender,
+        "mesajlar": [{"dest": message.to, "msg": message.text} for message in messages],
+    }
+    if tr_char:
+        payload["tr_char"] = tr_char
     return dumps(payload)
+
+
+# Below this many rows, checking them costs more than the dictionaries it saves.
+_VERBATIM_FROM = 32
+_BETWEEN = '","msg":"'
+_NEXT = '"},{"dest":"'
+
+
+def _encode_verbatim(
+    codec: ModuleType, sender: str, messages: list[Message], tr_char: bool
+) -> bytes | None:
+    """The SmsGonder body spliced from the rows' own strings, if JSON carries them verbatim.
+
+    That holds when every number and text is ASCII with nothing JSON escapes (a quote, a
+    backslash, a control character): exactly when each list's JSON is its characters plus
+    two quotes and a comma apiece, which one encoder call per list tells. A campaign's rows
+    are mostly such; the splice skips building a dictionary per row. None for any other.
+    """
+    count = len(messages)
+    numbers = [message.to for message in messages]
+    texts = [message.text for message in messages]
+    try:
+        verbatim = count and all(
+            len(codec.dumps(strings)) == len("".join(strings)) + 3 * count + 1
+            for strings in (numbers, texts)
+        )
+    except TypeError:  # not strings: the general path encodes (or refuses) them
+        return None
+    if not verbatim:
+        return None
+    parts = [_BETWEEN] * (4 * count - 1)
+    parts[0::4] = numbers
+    parts[2::4] = texts
+    parts[3::4] = [_NEXT] * (count - 1)
+    return b"".join(
+        (
+            b'{"baslik":',
+            codec.dumps(sender),
+            b',"mesajlar":[{"dest":"',
+            "".join(parts).encode("ascii"),
+            b'"}],"tr_char":true}' if tr_char else b'"}]}',
+        )
+    )
 
 
 _NOT_JSON = object()

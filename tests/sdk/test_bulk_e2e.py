@@ -9,8 +9,10 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from vairo_async import AsyncVairoClient, BatchState, BulkResult, Message
+from vairo_async import AsyncVairoClient, BatchState, BulkResult, Message, Rejection
 from vairo_async._phone import normalize_number
+from vairo_async._segments import needs_turkish_shift
+from vairo_async._validate import check_message
 from vairo_async.testing import FakeVairo, Fault
 
 FAULTS = [
@@ -165,3 +167,58 @@ async def test_faults_over_loopback_keep_the_books_straight(
     check_against_emulator(result, rows, fake)
     assert result.unknown > 0
     assert result.rejected == 1
+
+
+# Spellings at the edge of the wire form, and texts at the edge of plain ASCII.
+EDGE_NUMBERS = [
+    "5399999999",
+    "5399999998",
+    "\uff15399999999",  # a fullwidth 5: a digit, but not ASCII
+    "5\u0663" + "9" * 8,  # an Arabic-Indic 3
+    "539999999",
+    "53999999990",
+    "6399999999",
+    " 5399999999",
+    "0539 999 99 97",
+]
+EDGE_TEXTS = ["Merhaba", "", " ", "\t\n", "x\x00y", "a\ud800", "Şeker", "ç", "€", "Çok", "a" * 161]
+
+
+@settings(max_examples=80, deadline=None)
+@given(
+    rows=st.lists(
+        st.builds(Message, to=st.sampled_from(EDGE_NUMBERS), text=st.sampled_from(EDGE_TEXTS)),
+        max_size=30,
+    ),
+    batch_size=st.integers(1, 8),
+)
+def test_every_row_is_judged_as_check_message_judges_it(
+    rows: list[Message], batch_size: int
+) -> None:
+    fake = FakeVairo()
+
+    async def campaign() -> BulkResult:
+        async with AsyncVairoClient(
+            fake.api_key, sender="ACME", base_url=fake.base_url, transport=fake.transport()
+        ) as client:
+            return await client.send_bulk(rows, batch_size=batch_size)
+
+    result = asyncio.run(campaign())
+    expected_reasons = []
+    for row in rows:
+        try:
+            check_message(row)
+        except ValueError as exc:
+            expected_reasons.append((row, str(exc)))
+    assert sorted(map(repr, result.rejections)) == sorted(
+        repr(Rejection(row, reason)) for row, reason in expected_reasons
+    )
+    assert result.sent == len(rows) - len(expected_reasons)
+    for outcome in result.outcomes:
+        if outcome.state is BatchState.SENT:
+            assert outcome.package_id is not None
+            package = fake.packages[outcome.package_id]
+            wire = [check_message(m) for m in outcome.messages]
+            assert [(m.dest, m.text) for m in package.messages] == [(m.to, m.text) for m in wire]
+            turkish = {needs_turkish_shift(m.text) for m in wire}
+            assert turkish == {bool(package.tr_char)}

@@ -406,6 +406,14 @@ def test_credits_of_a_package_agree_with_segments(texts: list[str], tr_char: boo
     assert credits_of(texts, tr_char) == expected
 
 
+@given(
+    st.lists(st.text(st.characters(max_codepoint=0x7F), max_size=400), max_size=6), st.booleans()
+)
+def test_credits_of_ascii_packages_agree_with_segments(texts: list[str], tr_char: bool) -> None:
+    expected = sum(segments(text, tr_char=tr_char).count for text in texts)
+    assert credits_of(texts, tr_char) == expected
+
+
 @pytest.mark.parametrize("length", [0, 1, 149, 150, 155, 156, 160, 161, 298, 299, 306, 307])
 @pytest.mark.parametrize("tr_char", [True, False])
 def test_credits_of_plain_ascii_texts(length: int, tr_char: bool) -> None:

@@ -3,13 +3,18 @@
 from __future__ import annotations
 
 import asyncio
+import gc
 import gzip
 import socket
-from collections.abc import AsyncIterator, Awaitable, Callable
+import ssl
+from collections.abc import AsyncIterator, Awaitable, Callable, Iterator
+from typing import Any
 
 import httpx
 import pytest
 
+from tests.support import API_KEY
+from vairo_async import AsyncVairoClient, _transport
 from vairo_async._transport import AiohttpTransport
 
 Handler = Callable[[asyncio.StreamReader, asyncio.StreamWriter], Awaitable[None]]
@@ -281,3 +286,172 @@ async def test_a_refused_proxy_tunnel_is_a_connect_error_without_secrets(
     assert head[0] == b"CONNECT vairo.test:443 HTTP/1.1"
     assert b"Proxy-Authorization: Basic YWxpOnMzY3JldA==" in head  # ali:s3cret
     assert_no_secret(info.value, "s3cret", "YWxpOnMzY3JldA==", "the-key")
+
+
+# --- the SDK's own httpx client -------------------------------------------------------
+
+
+def setting_cookies(seen: list[bytes]) -> Handler:
+    """Accept every send (package id 7) with a `Set-Cookie`; record each request head."""
+
+    async def handle(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        while True:
+            try:
+                request = await read_request(reader)
+            except asyncio.IncompleteReadError:
+                break
+            seen.append(request.partition(b"\r\n\r\n")[0].lower())
+            body = b'{"durum": true, "aciklama": 7}'
+            writer.write(
+                b"HTTP/1.1 200 OK\r\nContent-Type: application/json\r\n"
+                b"Set-Cookie: session=abc; Path=/\r\n"
+                + f"Content-Length: {len(body)}\r\n\r\n".encode()
+                + body
+            )
+            await writer.drain()
+
+    return handle
+
+
+async def test_the_sdk_client_keeps_and_sends_no_cookies(
+    serve: Callable[[Handler], Awaitable[str]],
+) -> None:
+    seen: list[bytes] = []
+    base_url = (await serve(setting_cookies(seen))).removesuffix("x")
+    async with AsyncVairoClient(API_KEY, sender="ACME", base_url=base_url) as client:
+        for _ in range(2):
+            assert (await client.send("hi", to="5399999999")).package_id == 7
+        assert not client._http.cookies
+    assert len(seen) == 2
+    assert b"cookie:" not in seen[1]
+
+
+async def test_a_callers_own_http_client_keeps_its_cookies(
+    serve: Callable[[Handler], Awaitable[str]],
+) -> None:
+    seen: list[bytes] = []
+    base_url = (await serve(setting_cookies(seen))).removesuffix("x")
+    async with httpx.AsyncClient(transport=AiohttpTransport()) as http:
+        async with AsyncVairoClient(
+            API_KEY, sender="ACME", base_url=base_url, http_client=http
+        ) as client:
+            for _ in range(2):
+                await client.send("hi", to="5399999999")
+        assert http.cookies["session"] == "abc"
+    assert b"cookie:" not in seen[0]
+    assert b"\r\ncookie: session=abc" in seen[1]
+
+
+@pytest.fixture
+def saved_garbage() -> Iterator[list[object]]:
+    """With the collector off, what a `gc.collect()` inside the test finds unreachable."""
+    gc.collect()
+    gc.disable()
+    gc.set_debug(gc.DEBUG_SAVEALL)
+    try:
+        yield gc.garbage
+    finally:
+        gc.set_debug(0)
+        gc.garbage.clear()
+        gc.enable()
+
+
+@pytest.mark.parametrize("stack", ["aiohttp", "httpcore"])
+async def test_answers_are_freed_without_the_cyclic_garbage_collector(
+    serve: Callable[[Handler], Awaitable[str]], saved_garbage: list[object], stack: str
+) -> None:
+    base_url = (await serve(setting_cookies([]))).removesuffix("x")
+    transport = httpx.AsyncHTTPTransport() if stack == "httpcore" else None
+    async with AsyncVairoClient(
+        API_KEY, sender="ACME", base_url=base_url, transport=transport
+    ) as client:
+        for _ in range(20):
+            await client.send("hi", to="5399999999")
+        gc.collect()
+    left = [o for o in saved_garbage if isinstance(o, httpx.Request | httpx.Response)]
+    assert left == []
+
+
+async def test_a_transport_error_is_freed_without_the_cyclic_garbage_collector(
+    saved_garbage: list[object],
+) -> None:
+    transport = AiohttpTransport()
+    with pytest.raises(httpx.ConnectError):
+        await transport.handle_async_request(httpx.Request("POST", closed_port_url()))
+    await transport.aclose()
+    gc.collect()
+    assert [o for o in saved_garbage if isinstance(o, httpx.HTTPError)] == []
+
+
+def default_transport(client: AsyncVairoClient) -> AiohttpTransport:
+    transport = client._http._transport
+    assert isinstance(transport, AiohttpTransport)
+    return transport
+
+
+def test_a_plain_http_client_loads_no_tls_context(monkeypatch: pytest.MonkeyPatch) -> None:
+    built: list[object] = []
+    monkeypatch.setattr(_transport, "_verified_context", lambda: built.append(1))
+    client = AsyncVairoClient(API_KEY, base_url="http://127.0.0.1:8080/")
+    assert built == []
+    assert default_transport(client)._ssl_context is None
+
+
+def test_an_https_client_loads_its_tls_context_once_when_built() -> None:
+    first = default_transport(AsyncVairoClient(API_KEY))._ssl_context
+    second = default_transport(AsyncVairoClient(API_KEY))._ssl_context
+    assert isinstance(first, ssl.SSLContext)
+    assert first.verify_mode is ssl.CERT_REQUIRED
+    assert first is second  # loaded once for the process
+
+
+BUILT: list[tuple[str, str, dict[str, Any]]] = [
+    ("POST", "https://vairo.test/api/SmsGonder?api_key=k", {"content": b"{}"}),
+    (
+        "POST",
+        "https://vairo.test/api/SmsGonder?api_key=k",
+        {"content": b"{}", "headers": {"content-type": "application/json"}},
+    ),
+    ("GET", "https://vairo.test/api/GonderimBilgisi/7?api_key=k", {}),
+    ("GET", "https://vairo.test/api/x", {"params": {"a": "1"}, "headers": [("x-a", "b")]}),
+    ("GET", "https://vairo.test/api/x", {"headers": {"x-a": "b"}}),
+    ("GET", "relative/path", {}),
+    # As AsyncClient.request passes them: every option named, unset.
+    (
+        "POST",
+        "https://vairo.test/api/SmsGonder?api_key=k",
+        {
+            "content": b"{}",
+            "data": None,
+            "files": None,
+            "json": None,
+            "params": None,
+            "headers": {"content-type": "application/json"},
+            "cookies": None,
+            "timeout": httpx.USE_CLIENT_DEFAULT,
+            "extensions": None,
+        },
+    ),
+    ("GET", "https://vairo.test/api/x", {"timeout": 1.5}),
+    ("GET", "https://vairo.test/api/x", {"extensions": {"trace": print}}),
+]
+
+
+def test_the_sdk_client_builds_requests_as_httpx_does() -> None:
+    transport = httpx.MockTransport(lambda request: httpx.Response(200))
+    own = _transport.make_http_client(
+        "https://vairo.test/", transport=transport, timeout=5, max_connections=1
+    )
+    plain = httpx.AsyncClient(timeout=5)
+    for method, url, options in BUILT * 2:  # the second time from the merged headers kept
+        target = httpx.URL(url) if url.startswith("https:") else url
+        built, expected = (
+            client.build_request(method, target, **options) for client in (own, plain)
+        )
+        assert (built.method, built.url, built.content) == (
+            expected.method,
+            expected.url,
+            expected.content,
+        )
+        assert built.headers.raw == expected.headers.raw
+        assert built.extensions == expected.extensions

@@ -3,9 +3,12 @@
 from __future__ import annotations
 
 import json
+from collections.abc import Callable
 from datetime import datetime, timedelta
 
 import pytest
+from hypothesis import example, given, settings
+from hypothesis import strategies as st
 
 from tests.support import load_sample
 from vairo_async import (
@@ -18,9 +21,10 @@ from vairo_async import (
     RateLimitError,
     ServerError,
     UnexpectedResponseError,
+    _wire,
 )
 from vairo_async._constants import ISTANBUL
-from vairo_async._wire import converter, decode, encode_send, make_converter
+from vairo_async._wire import SendRequest, converter, decode, dumps, encode_send, make_converter
 
 KEY = "the-key"
 
@@ -250,8 +254,6 @@ def test_make_converter_returns_independent_instances() -> None:
 def test_both_json_codecs_put_the_same_bytes_on_the_wire(
     codec: str, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    from vairo_async import _wire
-
     messages = [
         Message(to="5399999999", text='Şifre "1234" \\ 😀'),
         Message(to="5554444444", text="x"),
@@ -288,3 +290,67 @@ def test_a_messages_ref_never_reaches_the_wire() -> None:
         {"msg": "Şifre", "dest": "5554444444"},
     ]
     assert converter.unstructure(messages[0]) == {"msg": "Merhaba", "dest": "5399999999"}
+
+
+def _by_the_converter(sender: str, messages: list[Message], tr_char: bool) -> bytes:
+    return dumps(
+        converter.unstructure(SendRequest(baslik=sender, mesajlar=messages, tr_char=tr_char))
+    )
+
+
+def _outcome(
+    encode: Callable[[str, list[Message], bool], bytes],
+    sender: str,
+    messages: list[Message],
+    tr_char: bool,
+) -> bytes | type[Exception]:
+    try:
+        return encode(sender, messages, tr_char)
+    except Exception as exc:  # a lone surrogate is no UTF-8: both must refuse it alike
+        return type(exc)
+
+
+_ASCII = st.characters(max_codepoint=0x7F)
+# Any strings; ASCII ones, some with a quote, backslash or control character JSON escapes;
+# and rows of wire-form numbers with plain texts, which JSON carries verbatim.
+_ROWS = st.one_of(
+    st.lists(st.builds(Message, to=st.text(max_size=14), text=st.text(max_size=200)), max_size=80),
+    st.lists(
+        st.builds(Message, to=st.text(_ASCII, max_size=12), text=st.text(_ASCII, max_size=200)),
+        max_size=80,
+    ),
+    st.lists(
+        st.builds(
+            Message,
+            to=st.from_regex(r"5[0-9]{9}", fullmatch=True),
+            text=st.from_regex(r"[ -!#-\[\]-~]{0,200}", fullmatch=True),
+        ),
+        max_size=80,
+    ),
+)
+
+
+def _plain_rows(count: int, odd: Message) -> list[Message]:
+    """`count` rows JSON carries verbatim, and `odd` among them."""
+    rows = [Message(to=f"5{i:09d}", text=f"Kampanya {i}") for i in range(count)]
+    rows[count // 2] = odd
+    return rows
+
+
+@settings(max_examples=500)
+@given(st.text(max_size=12), _ROWS, st.booleans())
+@example("ACME", _plain_rows(40, Message(to="5399999999", text="Kampanya")), True)
+@example("ACME", _plain_rows(40, Message(to="5399999999", text='"1"')), False)
+@example("ACME", _plain_rows(40, Message(to="5399999999", text="a\\b")), False)
+@example("ACME", _plain_rows(40, Message(to="5399999999", text="a\nb")), True)
+@example("ACME", _plain_rows(40, Message(to='539999999"', text="x")), False)
+@example("AÇME", _plain_rows(40, Message(to="5399999999", text="Çok")), False)
+def test_a_send_body_is_byte_for_byte_what_the_converter_makes(
+    sender: str, messages: list[Message], tr_char: bool
+) -> None:
+    for codec in (_wire.orjson, None):
+        with pytest.MonkeyPatch.context() as patch:
+            patch.setattr(_wire, "orjson", codec)
+            assert _outcome(encode_send, sender, messages, tr_char) == _outcome(
+                _by_the_converter, sender, messages, tr_char
+            )
