@@ -10,6 +10,7 @@ from typing import Generic, Self, TypeVar
 
 import httpx
 
+from . import _intercept  # noqa: F401 - takes httpx's originals at import, before any mock
 from ._bulk import Campaign, Messages, ProgressHook
 from ._config import BulkSettings, ClientSettings
 from ._constants import (
@@ -31,6 +32,7 @@ from ._errors import (
     ClientClosedError,
     InvalidRequestError,
     TransportError,
+    VairoError,
 )
 from ._models import BatchOutcome, BulkResult, Message, PackageReport, Submission
 from ._outcome import Reach, reach_of_exception
@@ -219,7 +221,15 @@ class AsyncVairoClient:
 
         .. versionadded:: 0.1.0
         """
-        numbers = [to] if isinstance(to, str) else list(to)
+        if isinstance(to, str):
+            numbers = [to]
+        else:
+            try:
+                numbers = list(to)
+            except TypeError:
+                raise InvalidRequestError(
+                    [f"to={describe(to)}: must be a number as a string, or an iterable of them"]
+                ) from None
         return await self.send_messages(
             [Message(to=number, text=text) for number in numbers], sender=sender, tr_char=tr_char
         )
@@ -458,9 +468,13 @@ class AsyncVairoClient:
                 may_have_reached_server=reach_of_exception(exc) is not Reach.NOT_SENT,
             ) from exc
         retry_after = parse_retry_after(response.headers.get("retry-after"))
-        return decode(
-            response.status_code, response.content, retry_after, call.endpoint.answer, self._key
-        )
+        try:
+            return decode(
+                response.status_code, response.content, retry_after, call.endpoint.answer, self._key
+            )
+        except VairoError as exc:
+            scrub_exception(exc, self._key)  # decode's frames hold the body and the key
+            raise
 
     async def wait_until_final(
         self,
