@@ -105,7 +105,8 @@ class ClientSettings:
     Attributes:
         api_key: The API key: a non-blank string.
         sender: The default sender, or None to require one per call.
-        base_url: The API root, normalised to end with "/"; https, or http to loopback only.
+        base_url: The API root, normalised to end with "/"; https, or http to loopback only;
+            with no query, fragment (not even a bare `?` or `#`), credentials or API key.
         timeout: Seconds (> 0) per request, an `httpx.Timeout`, or None for the default.
         max_retries: Retries after the first attempt: an int >= 0.
         retry_backoff: First backoff in seconds (>= 0).
