@@ -30,6 +30,7 @@ from ._endpoints import REPORT, SEND, Endpoint
 from ._errors import (
     BulkInputError,
     ClientClosedError,
+    ConfigurationError,
     InvalidRequestError,
     TransportError,
     VairoError,
@@ -114,20 +115,27 @@ class AsyncVairoClient:
         transport: httpx.AsyncBaseTransport | None = None,
         max_connections: int = DEFAULT_MAX_CONNECTIONS,
     ) -> None:
-        settings = ClientSettings(
-            api_key=api_key,
-            sender=sender,
-            base_url=base_url,
-            timeout=timeout,
-            max_retries=max_retries,
-            retry_backoff=retry_backoff,
-            retry_backoff_max=retry_backoff_max,
-            retry_after_max=retry_after_max,
-            retry_unknown_outcomes=retry_unknown_outcomes,
-            http_client=http_client,
-            transport=transport,
-            max_connections=max_connections,
-        )
+        try:
+            settings = ClientSettings(
+                api_key=api_key,
+                sender=sender,
+                base_url=base_url,
+                timeout=timeout,
+                max_retries=max_retries,
+                retry_backoff=retry_backoff,
+                retry_backoff_max=retry_backoff_max,
+                retry_after_max=retry_after_max,
+                retry_unknown_outcomes=retry_unknown_outcomes,
+                http_client=http_client,
+                transport=transport,
+                max_connections=max_connections,
+            )
+        except ConfigurationError as exc:
+            # The checks' frames, and this one, hold the key: a reporter printing frame
+            # locals would show it.
+            scrub_exception(exc, "")
+            api_key = base_url = None  # a key is often pasted into the URL
+            raise
         self._settings = settings
         self._key = key = settings.api_key
         self._sender = settings.sender
@@ -156,7 +164,9 @@ class AsyncVairoClient:
         self._closed = False
 
     def __repr__(self) -> str:
-        return f"AsyncVairoClient(base_url={self.base_url!r}, sender={self._sender!r})"
+        # Also for a client whose construction failed: tracebacks may print it as a local.
+        base_url, sender = getattr(self, "base_url", None), getattr(self, "_sender", None)
+        return f"AsyncVairoClient(base_url={base_url!r}, sender={sender!r})"
 
     async def __aenter__(self) -> Self:
         self._check_open()

@@ -132,6 +132,7 @@ def test_configuration_errors_do_not_quote_the_key(base_url: str) -> None:
     with pytest.raises(ConfigurationError) as info:
         AsyncVairoClient(API_KEY, base_url=base_url.format(key=API_KEY))
     assert_error_is_clean(info.value)
+    assert_no_key_in_frame_locals(info.value)
 
 
 # A key may hold characters httpx leaves unencoded in a query it is given as text.
@@ -476,6 +477,13 @@ def chain(error: BaseException) -> list[BaseException]:
     return found
 
 
+def safe_repr(value: object) -> str:
+    try:
+        return repr(value)
+    except Exception:  # an object half built when its constructor raised, as reporters see it
+        return "<unrepresentable>"
+
+
 def assert_no_key_in_frame_locals(error: BaseException) -> None:
     shown = traceback.TracebackException.from_exception(error, capture_locals=True)
     console = rich.console.Console(file=io.StringIO(), width=300, color_system=None)
@@ -488,10 +496,10 @@ def assert_no_key_in_frame_locals(error: BaseException) -> None:
     for each in chain(error):
         tb = each.__traceback__
         while tb is not None:
-            texts.extend(repr(value) for value in tb.tb_frame.f_locals.values())
+            texts.extend(safe_repr(value) for value in tb.tb_frame.f_locals.values())
             tb = tb.tb_next
     assert_no_key(*texts)
-    assert "api_key" in texts[0] or "send" in texts[0]  # locals were captured at all
+    assert "self = " in texts[0]  # locals were captured at all
 
 
 async def test_no_frame_of_a_retry_table_failure_holds_the_key() -> None:
