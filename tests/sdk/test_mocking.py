@@ -7,6 +7,8 @@ from __future__ import annotations
 
 import asyncio
 import json
+import subprocess
+import sys
 from collections.abc import AsyncIterator
 
 import httpx
@@ -14,7 +16,7 @@ import pytest
 import respx
 from pytest_httpx import HTTPXMock
 
-from tests.support import API_KEY
+from tests.support import API_KEY, ROOT
 from vairo_async import AsyncVairoClient, Submission
 from vairo_async._intercept import httpx_is_patched
 from vairo_async._transport import AiohttpTransport
@@ -101,3 +103,31 @@ async def test_without_a_mock_the_default_stack_sends_through_aiohttp(
     with respx.mock:
         assert httpx_is_patched()
     assert not httpx_is_patched()
+
+
+def test_an_sdk_imported_under_an_active_mock_still_defers_to_it() -> None:
+    script = f"""
+import asyncio, respx
+with respx.mock as router:
+    import vairo_async
+    from vairo_async._intercept import httpx_is_patched
+    router.post(url__regex="SmsGonder").respond(json={{"durum": True, "aciklama": 43}})
+    async def main():
+        async with vairo_async.AsyncVairoClient(
+            {API_KEY!r}, sender="ACME", base_url="http://127.0.0.1:9/"
+        ) as client:
+            return await client.send("hi", to="5399999999")
+    assert asyncio.run(main()).package_id == 43
+    assert httpx_is_patched()
+assert not httpx_is_patched()  # the originals, learnt once the mock ended
+print("ok")
+"""
+    result = subprocess.run(
+        [sys.executable, "-W", "error", "-c", script],
+        capture_output=True,
+        text=True,
+        cwd=ROOT,
+        timeout=60,
+        check=False,
+    )
+    assert (result.returncode, result.stdout, result.stderr) == (0, "ok\n", "")
