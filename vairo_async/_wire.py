@@ -310,6 +310,9 @@ def _redacted_report(report: PackageReport, secret: str) -> PackageReport:
 
     A failed package's log may carry the key or the URL called (`api`, `rota`).
     """
+    raw = redact_value(report.raw, secret)
+    if raw == report.raw:  # the usual case: every string the model holds comes from `raw`
+        return report
     failure = report.failure
     if failure is not None:
         failure = attrs.evolve(
@@ -320,7 +323,7 @@ def _redacted_report(report: PackageReport, secret: str) -> PackageReport:
                 if field.name in _LOG_TEXT
             },
         )
-    return attrs.evolve(report, failure=failure, raw=redact_value(report.raw, secret))
+    return attrs.evolve(report, failure=failure, raw=raw)
 
 
 _LOG_TEXT = frozenset({"message", "kind", "section", "api", "route", "ip", "context", "raw"})
