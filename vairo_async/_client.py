@@ -10,6 +10,7 @@ from typing import Generic, Self, TypeVar
 
 import httpx
 
+from . import _intercept  # noqa: F401 - takes httpx's originals at import, before any mock
 from ._bulk import Campaign, Messages, ProgressHook
 from ._config import BulkSettings, ClientSettings
 from ._constants import (
@@ -29,8 +30,10 @@ from ._endpoints import REPORT, SEND, Endpoint
 from ._errors import (
     BulkInputError,
     ClientClosedError,
+    ConfigurationError,
     InvalidRequestError,
     TransportError,
+    VairoError,
 )
 from ._models import BatchOutcome, BulkResult, Message, PackageReport, Submission
 from ._outcome import Reach, reach_of_exception
@@ -112,20 +115,27 @@ class AsyncVairoClient:
         transport: httpx.AsyncBaseTransport | None = None,
         max_connections: int = DEFAULT_MAX_CONNECTIONS,
     ) -> None:
-        settings = ClientSettings(
-            api_key=api_key,
-            sender=sender,
-            base_url=base_url,
-            timeout=timeout,
-            max_retries=max_retries,
-            retry_backoff=retry_backoff,
-            retry_backoff_max=retry_backoff_max,
-            retry_after_max=retry_after_max,
-            retry_unknown_outcomes=retry_unknown_outcomes,
-            http_client=http_client,
-            transport=transport,
-            max_connections=max_connections,
-        )
+        try:
+            settings = ClientSettings(
+                api_key=api_key,
+                sender=sender,
+                base_url=base_url,
+                timeout=timeout,
+                max_retries=max_retries,
+                retry_backoff=retry_backoff,
+                retry_backoff_max=retry_backoff_max,
+                retry_after_max=retry_after_max,
+                retry_unknown_outcomes=retry_unknown_outcomes,
+                http_client=http_client,
+                transport=transport,
+                max_connections=max_connections,
+            )
+        except ConfigurationError as exc:
+            # The checks' frames, and this one, hold the key: a reporter printing frame
+            # locals would show it.
+            scrub_exception(exc, "")
+            api_key = base_url = None  # a key is often pasted into the URL
+            raise
         self._settings = settings
         self._key = key = settings.api_key
         self._sender = settings.sender
@@ -157,7 +167,9 @@ class AsyncVairoClient:
         self._closed = False
 
     def __repr__(self) -> str:
-        return f"AsyncVairoClient(base_url={self.base_url!r}, sender={self._sender!r})"
+        # Also for a client whose construction failed: tracebacks may print it as a local.
+        base_url, sender = getattr(self, "base_url", None), getattr(self, "_sender", None)
+        return f"AsyncVairoClient(base_url={base_url!r}, sender={sender!r})"
 
     async def __aenter__(self) -> Self:
         self._check_open()
@@ -222,7 +234,15 @@ class AsyncVairoClient:
 
         .. versionadded:: 0.1.0
         """
-        numbers = [to] if isinstance(to, str) else list(to)
+        if isinstance(to, str):
+            numbers = [to]
+        else:
+            try:
+                numbers = list(to)
+            except TypeError:
+                raise InvalidRequestError(
+                    [f"to={describe(to)}: must be a number as a string, or an iterable of them"]
+                ) from None
         return await self.send_messages(
             [Message(to=number, text=text) for number in numbers], sender=sender, tr_char=tr_char
         )
@@ -461,9 +481,13 @@ class AsyncVairoClient:
                 may_have_reached_server=reach_of_exception(exc) is not Reach.NOT_SENT,
             ) from exc
         retry_after = parse_retry_after(response.headers.get("retry-after"))
-        return decode(
-            response.status_code, response.content, retry_after, call.endpoint.answer, self._key
-        )
+        try:
+            return decode(
+                response.status_code, response.content, retry_after, call.endpoint.answer, self._key
+            )
+        except VairoError as exc:
+            scrub_exception(exc, self._key)  # decode's frames hold the body and the key
+            raise
 
     async def wait_until_final(
         self,

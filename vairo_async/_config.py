@@ -9,6 +9,7 @@ settings object that exists is valid.
 from __future__ import annotations
 
 import ipaddress
+import math
 import os
 
 import attrs
@@ -33,7 +34,7 @@ from ._constants import (
     ENV_SENDER,
 )
 from ._errors import ConfigurationError, InvalidRequestError
-from ._redact import redact
+from ._redact import key_forms, redact
 from ._validate import Problems, check_sender, describe, is_number
 
 __all__ = ["BulkSettings", "ClientSettings", "WaitSettings"]
@@ -55,6 +56,10 @@ def _checked_base_url(base_url: str, secret: str) -> str:
     # out: a key pasted into the URL is an easy mistake. Not the parsed host: httpx lowercases
     # it, and a lowercased key would escape the literal match.
     quoted = repr(redact(str(base_url), secret))
+    if isinstance(base_url, str) and any(form in base_url for form in key_forms(secret)):
+        raise ConfigurationError(
+            f"base_url must not contain the API key, got {quoted}: pass the key as api_key"
+        )
     try:
         url = httpx.URL(base_url)
     except (httpx.InvalidURL, TypeError) as exc:
@@ -70,6 +75,9 @@ def _checked_base_url(base_url: str, secret: str) -> str:
         )
     if url.query or url.userinfo:
         raise ConfigurationError("base_url must not carry a query string or credentials")
+    if "?" in base_url or "#" in base_url:
+        # Even empty, the endpoint's path would follow them: into the query or the fragment.
+        raise ConfigurationError(f"base_url must not contain '?' or '#', got {quoted}")
     text = str(url)
     return text if text.endswith("/") else text + "/"
 
@@ -97,7 +105,8 @@ class ClientSettings:
     Attributes:
         api_key: The API key: a non-blank string.
         sender: The default sender, or None to require one per call.
-        base_url: The API root, normalised to end with "/"; https, or http to loopback only.
+        base_url: The API root, normalised to end with "/"; https, or http to loopback only;
+            with no query, fragment (not even a bare `?` or `#`), credentials or API key.
         timeout: Seconds (> 0) per request, an `httpx.Timeout`, or None for the default.
         max_retries: Retries after the first attempt: an int >= 0.
         retry_backoff: First backoff in seconds (>= 0).
@@ -235,7 +244,13 @@ class BulkSettings:
         problems = Problems(InvalidRequestError)
         problems.integer("batch_size", self.batch_size, minimum=1)
         problems.integer("concurrency", self.concurrency, minimum=1)
-        problems.number("rate", self.rate, strict=True, optional=True)
+        if (
+            problems.number("rate", self.rate, strict=True, optional=True)
+            and self.rate is not None
+            and not math.isfinite(1 / self.rate)
+        ):
+            # One request every 1/rate seconds: that interval must be a number too.
+            problems.add(f"rate={self.rate!r}: too small, one request would never be due")
         problems.check()
 
 

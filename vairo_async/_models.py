@@ -29,11 +29,13 @@ __all__ = [
 class Message:
     """One SMS: a recipient and a text.
 
-    Any spelling of a Turkish mobile number is accepted here; it is checked and normalised
-    when the message is sent, so a bulk campaign can report a bad row instead of failing.
+    Any value is accepted here; it is checked when the message is sent, so a bulk campaign
+    can report a bad row instead of failing. `to` must then be a string holding a Turkish
+    mobile number in any common spelling (normalised to the wire form); a non-string, an
+    int included, is rejected.
 
     Attributes:
-        to: The recipient, e.g. `"0539 999 99 99"` or `"5399999999"`.
+        to: The recipient as a string, e.g. `"0539 999 99 99"` or `"5399999999"`.
         text: The message text.
         ref: Anything of the caller's (a customer id, a row number) to find this message
             by again: bulk outcomes and rejections hand back the caller's own `Message`

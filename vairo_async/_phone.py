@@ -27,20 +27,17 @@ def normalize_number(value: object) -> str:
     """Return the wire form of a Turkish mobile number.
 
     Accepts `+90 539 999 99 99`, `0539-999-9999`, `(0539) 999 9999`, `905399999999`,
-    `5399999999` and the like; an int is read as its digits.
+    `5399999999` and the like. Only a string is a number: an int (which cannot hold the
+    leading 0 or +) is refused like any other type.
 
     Raises:
         ValueError: With the reason, when the value is not a Turkish mobile number.
     """
     if in_wire_form(value):
         return value
-    if type(value) is str:
-        text = value
-    elif type(value) is int:
-        text = str(value)
-    else:
+    if type(value) is not str:
         raise ValueError(f"a phone number must be a string, not {type(value).__name__}")
-    cleaned = _SEPARATORS.sub("", text)
+    cleaned = _SEPARATORS.sub("", value)
     if not cleaned:
         raise ValueError("empty phone number")
     match = _MOBILE.fullmatch(cleaned)

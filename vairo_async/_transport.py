@@ -25,6 +25,7 @@ import aiohttp
 import httpx
 import yarl
 
+from ._intercept import httpx_is_patched
 from ._redact import redact
 
 __all__ = ["AiohttpTransport", "make_http_client"]
@@ -118,6 +119,7 @@ class AiohttpTransport(httpx.AsyncBaseTransport):
         self._session: aiohttp.ClientSession | None = None
         self._timeouts: dict[tuple[float | None, ...], aiohttp.ClientTimeout] = {}
         self._proxies: dict[tuple[str, str, int | None], _Proxy] = {}
+        self._mocked: httpx.AsyncHTTPTransport | None = None
 
     def _open(self) -> aiohttp.ClientSession:
         connector = aiohttp.TCPConnector(
@@ -154,7 +156,18 @@ class AiohttpTransport(httpx.AsyncBaseTransport):
             proxy = self._proxies[origin] = _env_proxy(url)
         return proxy
 
+    async def _through_httpx(self, request: httpx.Request) -> httpx.Response:
+        """Send `request` through httpx's own transport, which a mocking library patched."""
+        if self._mocked is None:
+            self._mocked = httpx.AsyncHTTPTransport(
+                verify=_verified_context(),
+                limits=httpx.Limits(max_connections=self.max_connections),
+            )
+        return await httpx.AsyncHTTPTransport.handle_async_request(self._mocked, request)
+
     async def handle_async_request(self, request: httpx.Request) -> httpx.Response:
+        if httpx_is_patched():  # respx or pytest-httpx is active: let it intercept
+            return await self._through_httpx(request)
         session = self._session or self._open()
         headers = request.headers.multi_items()
         proxy, authorization = self._proxy(request.url)
@@ -205,6 +218,9 @@ class AiohttpTransport(httpx.AsyncBaseTransport):
             del error
 
     async def aclose(self) -> None:
+        if self._mocked is not None:
+            await self._mocked.aclose()
+            self._mocked = None
         if self._session is not None:
             await self._session.close()
             self._session = None

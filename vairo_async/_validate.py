@@ -30,8 +30,14 @@ def describe(value: object) -> str:
 
 
 def is_number(value: object) -> TypeGuard[int | float]:
-    """True for a finite int or float; a bool is not a number here."""
-    return isinstance(value, int | float) and not isinstance(value, bool) and math.isfinite(value)
+    """True for a finite int or float; a bool is not a number here, nor an int too large to
+    be a float (every duration and rate is used as a float)."""
+    if not isinstance(value, int | float) or isinstance(value, bool):
+        return False
+    try:
+        return math.isfinite(value)
+    except OverflowError:  # an int beyond the float range
+        return False
 
 
 class Problems:
@@ -135,7 +141,9 @@ def check_sender(sender: object) -> str:
         raise ValueError(f"sender must be a string, not {type(sender).__name__}")
     if not sender.strip():
         raise ValueError("empty sender")
-    limit = MAX_NUMERIC_SENDER if sender.isdigit() else MAX_ALPHANUMERIC_SENDER
+    # Numeric means ASCII digits: str.isdigit() also holds for other scripts' digits.
+    numeric = sender.isascii() and sender.isdigit()
+    limit = MAX_NUMERIC_SENDER if numeric else MAX_ALPHANUMERIC_SENDER
     if len(sender) > limit:
         raise ValueError(f"sender longer than {limit} characters")
     return sender

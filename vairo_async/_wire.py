@@ -16,7 +16,7 @@ from cattrs.gen import make_dict_structure_fn, make_dict_unstructure_fn, overrid
 from ._constants import ISTANBUL, MAX_BODY_EXCERPT
 from ._errors import APIError, UnexpectedResponseError, api_error_class
 from ._models import FailureLog, Message, PackageReport, PackageStatus
-from ._redact import redact
+from ._redact import key_forms, redact, redact_value
 
 __all__ = [
     "SendRequest",
@@ -276,8 +276,11 @@ def _loads(content: bytes) -> Any:
 
 
 def _excerpt(content: bytes, secret: str) -> str:
-    text = content[: MAX_BODY_EXCERPT * 4].decode("utf-8", "replace")[:MAX_BODY_EXCERPT]
-    return redact(text, secret)
+    # Redacted before the cut, over enough text that a key straddling the cut is whole.
+    forms = key_forms(secret)
+    room = MAX_BODY_EXCERPT + (len(forms[0]) if forms else 0)
+    text = content[: room * 4].decode("utf-8", "replace")[:room]
+    return redact(text, secret)[:MAX_BODY_EXCERPT]
 
 
 def _shape_error(
@@ -291,7 +294,7 @@ def _shape_error(
     else:
         detail = str(exc)
     return UnexpectedResponseError(
-        f"HTTP {status} answer does not match the documented shape: {redact(detail, secret)}",
+        redact(f"HTTP {status} answer does not match the documented shape: {detail}", secret),
         status_code=status,
         body=_excerpt(content, secret),
     )
@@ -337,9 +340,17 @@ def decode(
                 body=_excerpt(content, secret),
             )
         try:
-            return converter.structure(envelope.aciklama, target)
+            result = converter.structure(envelope.aciklama, target)
         except _SHAPE_ERRORS as exc:
-            raise _shape_error(exc, status, content, secret) from None
+            shape_error = exc
+        else:
+            if isinstance(result, PackageReport):
+                return _redacted_report(result, secret)  # type: ignore[return-value]
+            return result
+        # Raised outside the except clause: the converter's error, which may quote the key,
+        # is not kept as a hidden context.
+        assert shape_error is not None
+        raise _shape_error(shape_error, status, content, secret)
     if envelope is not None and not envelope.durum:
         message = _message(envelope.aciklama, secret)
     elif payload is _NOT_JSON:
@@ -349,6 +360,30 @@ def decode(
     raise api_error_class(status)(
         message, status_code=status, body=_excerpt(content, secret), retry_after=retry_after
     )
+
+
+def _redacted_report(report: PackageReport, secret: str) -> PackageReport:
+    """`report` without the client's key, nor any `api_key=` value, in any of its strings.
+
+    A failed package's log may carry the key or the URL called (`api`, `rota`).
+    """
+    raw = redact_value(report.raw, secret)
+    if raw == report.raw:  # the usual case: every string the model holds comes from `raw`
+        return report
+    failure = report.failure
+    if failure is not None:
+        failure = attrs.evolve(
+            failure,
+            **{
+                field.name: redact_value(getattr(failure, field.name), secret)
+                for field in attrs.fields(FailureLog)
+                if field.name in _LOG_TEXT
+            },
+        )
+    return attrs.evolve(report, failure=failure, raw=raw)
+
+
+_LOG_TEXT = frozenset({"message", "kind", "section", "api", "route", "ip", "context", "raw"})
 
 
 def _message(aciklama: object, secret: str) -> str:

@@ -406,6 +406,21 @@ def test_bulk_bad_usage(case: str, expected: str, tmp_path: Path) -> None:
         assert not report.exists()
 
 
+@pytest.mark.parametrize("where", ["flag", "environment"])
+def test_a_key_given_as_the_key_file_is_not_printed(where: str, tmp_path: Path) -> None:
+    good = write(tmp_path / "good.csv", b"to,text\n05399999999,Merhaba\n")
+    args = ["bulk", good, "--sender", "ACME", "--base-url", "http://127.0.0.1:9/"]
+    env: dict[str, str | None] = {"VAIRO_API_KEY": None}
+    if where == "flag":
+        args += ["--api-key-file", API_KEY]
+    else:
+        env["VAIRO_API_KEY_FILE"] = API_KEY
+    result = invoke(args, env)
+    assert "cannot read the API key file given with --api-key-file" in assert_one_line_error(result)
+    assert API_KEY not in result.output
+    assert API_KEY[-12:] not in result.output
+
+
 @pytest.mark.parametrize(
     ("args", "expected"),
     [

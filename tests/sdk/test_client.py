@@ -172,6 +172,31 @@ async def test_get_report_rejects_bad_ids(
         (lambda c: c.send("hi", to="5399999999", sender="A" * 12), ["longer than 11"]),
         (lambda c: c.send("hi", to="5399999999", sender="1" * 17), ["longer than 16"]),
         (lambda c: c.send("hi", to="5399999999", tr_char="yes"), ["tr_char"]),
+        (lambda c: c.send("hi", to=None), ["to=None", "must be a number as a string"]),
+        (lambda c: c.send("hi", to=5399999999), ["to=5399999999", "as a string"]),
+        (lambda c: c.send("hi", to=12), ["to=12", "as a string"]),
+        (lambda c: c.send("hi", to=object()), ["to=<object object", "as a string"]),
+        (lambda c: c.send("hi", to=[5399999999]), ["to=5399999999", "must be a string"]),
+        (
+            lambda c: c.send_messages([Message(to=5399999999, text="hi")]),  # type: ignore[arg-type]
+            ["to=5399999999", "a phone number must be a string, not int"],
+        ),
+        (
+            lambda c: c.send("hi", to="5399999999", sender="\u0661" * 13),  # Arabic-Indic digits
+            ["longer than 11"],
+        ),
+        (
+            lambda c: c.send_bulk([Message(to="5399999999", text="hi")], rate=float("inf")),
+            ["rate=inf", "must be a number > 0"],
+        ),
+        (
+            lambda c: c.send_bulk([Message(to="5399999999", text="hi")], rate=10**400),
+            ["rate=1000", "must be a number > 0"],
+        ),
+        (
+            lambda c: c.send_bulk([Message(to="5399999999", text="hi")], rate=1e-310),
+            ["rate=1e-310", "too small"],
+        ),
         (lambda c: c.send_messages(["5399999999"]), ["expected a Message"]),
         (
             lambda c: c.send_messages([Message(to="5399999999", text=None)]),  # type: ignore[arg-type]

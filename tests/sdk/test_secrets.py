@@ -3,22 +3,46 @@
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import gc
+import io
+import json
 import logging
 import socket
 import traceback
+import urllib.parse
 from collections.abc import AsyncIterator, Iterator
 
+import cattrs
 import httpx
 import pytest
+import rich.console
+import rich.traceback
 
 from tests.sdk.test_retry import TABLE
-from tests.support import API_KEY, Recorder
-from vairo_async import AsyncVairoClient, ConfigurationError, VairoError
+from tests.sdk.test_transport_contract import (
+    ALL,
+    FAULTS,
+    HANDLERS,
+    client_on,
+    send_failing,
+    socket_server,
+    stack,
+)
+from tests.support import API_KEY, Recorder, load_sample
+from vairo_async import (
+    APIError,
+    AsyncVairoClient,
+    ConfigurationError,
+    UnexpectedResponseError,
+    VairoError,
+)
+from vairo_async._constants import MAX_BODY_EXCERPT
 from vairo_async._redact import held_secrets, install_log_redaction, redact
 from vairo_async.testing import FakeVairo
 
 LOGGERS = ("", "httpx", "httpcore", "vairo_async")
+__all__ = ["stack"]  # the fixture, shared with the transport contract
 
 
 @pytest.fixture
@@ -108,6 +132,7 @@ def test_configuration_errors_do_not_quote_the_key(base_url: str) -> None:
     with pytest.raises(ConfigurationError) as info:
         AsyncVairoClient(API_KEY, base_url=base_url.format(key=API_KEY))
     assert_error_is_clean(info.value)
+    assert_no_key_in_frame_locals(info.value)
 
 
 # A key may hold characters httpx leaves unencoded in a query it is given as text.
@@ -292,3 +317,227 @@ async def test_aiohttp_failures_keep_the_key_secret(
     for error in errors:
         assert_error_is_clean(error)
     assert_no_key(debug_logs.text, *(r.getMessage() for r in debug_logs.records))
+
+
+# --- every form the key takes in an answer, a report, a URL or a frame ----------------
+
+# A key with every character that escapes a literal match: "/" (PHP writes "\/"), a
+# backslash and a quote (repr escapes them), non-ASCII (JSON writes "\u00e7").
+PHP_KEY = "sk/live\\'çğ-0123456789abcdef"
+
+
+def php_json(payload: object) -> bytes:
+    """JSON as PHP's json_encode writes it: "/" as "\\/", non-ASCII as \\uXXXX."""
+    return json.dumps(payload).replace("/", "\\/").encode()
+
+
+def assert_no_php_key(*texts: str) -> None:
+    for text in texts:
+        for part in ("0123456789abcdef", "live", "sk/"):
+            assert part not in text, text
+
+
+def answering_with(status: int, content: bytes) -> httpx.MockTransport:
+    return httpx.MockTransport(lambda request: httpx.Response(status, content=content))
+
+
+@pytest.mark.parametrize(
+    "echo",
+    [
+        PHP_KEY,
+        json.dumps(PHP_KEY)[1:-1],  # as a JSON string holds it
+        urllib.parse.quote(PHP_KEY, safe=""),
+        urllib.parse.quote(PHP_KEY, safe="").lower(),
+    ],
+)
+@pytest.mark.parametrize("status", [200, 401, 500])
+async def test_every_form_of_the_key_in_a_body_is_redacted(echo: str, status: int) -> None:
+    body = php_json({"durum": False, "aciklama": f"bad key {echo} given"})
+    async with AsyncVairoClient(
+        PHP_KEY, sender="ACME", transport=answering_with(status, body), max_retries=0
+    ) as client:
+        with pytest.raises(VairoError) as info:
+            await client.get_report(5)
+    error = info.value
+    assert_no_php_key(str(error), repr(error), getattr(error, "body", ""))
+    assert "[REDACTED]" in getattr(error, "body", "")
+
+
+@pytest.mark.parametrize("shift", range(-20, 4))
+async def test_a_key_straddling_the_excerpt_cut_is_redacted_whole(shift: int) -> None:
+    escaped = php_json(PHP_KEY)[1:-1].decode()
+    padding = "x" * (MAX_BODY_EXCERPT + shift - len('{"durum": false, "aciklama": "'))
+    body = php_json({"durum": False, "aciklama": padding + PHP_KEY + "y" * 50})
+    assert body.decode().index(escaped) == MAX_BODY_EXCERPT + shift
+    async with AsyncVairoClient(
+        PHP_KEY, sender="ACME", transport=answering_with(401, body), max_retries=0
+    ) as client:
+        with pytest.raises(VairoError) as info:
+            await client.get_report(5)
+    assert isinstance(info.value, APIError)
+    assert len(info.value.body) == MAX_BODY_EXCERPT
+    assert_no_php_key(info.value.body, str(info.value))
+
+
+@pytest.mark.parametrize("key", [PHP_KEY, "k3y'with\"both\\quotes-0123456789abcdef"])
+async def test_a_key_quoted_with_repr_in_a_shape_error_is_redacted(key: str) -> None:
+    # The send's answer should be a package id; the key is not one, and the message quotes it.
+    body = json.dumps({"durum": True, "aciklama": {"echo": key}}).encode()
+    async with AsyncVairoClient(
+        key, sender="ACME", transport=answering_with(200, body), max_retries=0
+    ) as client:
+        with pytest.raises(VairoError) as info:
+            await client.get_report(5)
+    error = info.value
+    assert isinstance(error, UnexpectedResponseError)
+    assert "does not match the documented shape" in str(error)
+    for text in (str(error), repr(error), error.body):
+        assert "0123456789abcdef" not in text
+
+
+async def test_the_converters_error_is_not_kept_as_a_hidden_context() -> None:
+    body = json.dumps({"durum": True, "aciklama": PHP_KEY}).encode()
+    async with AsyncVairoClient(
+        PHP_KEY, sender="ACME", transport=answering_with(200, body), max_retries=0
+    ) as client:
+        with pytest.raises(VairoError) as info:
+            await client.send("hi", to="5399999999")
+    for error in chain(info.value):
+        assert_no_php_key(repr(error.args), str(error))
+        assert not isinstance(error, cattrs.BaseValidationError)
+
+
+async def test_a_failed_reports_log_never_shows_the_key() -> None:
+    answer = load_sample("report_failed.json")
+    log = answer["aciklama"]["log"]
+    log["api"] = PHP_KEY
+    log["rota"] = f"https://vairosms.com/Panel/api/v1/SmsGonder?api_key={PHP_KEY}"
+    log["context"] = json.dumps({"api_key": PHP_KEY})
+    log["extra"] = {"nested": [PHP_KEY]}
+    async with AsyncVairoClient(PHP_KEY, transport=answering_with(200, php_json(answer))) as client:
+        report = await client.get_report(61)
+    assert report.failure is not None
+    assert report.failure.api == "[REDACTED]"
+    assert report.failure.route == "https://vairosms.com/Panel/api/v1/SmsGonder?api_key=[REDACTED]"
+    assert report.failure.message.endswith("INVALID_SOURCE_ADDRESS")  # the rest is untouched
+    assert report.failure.ip == "78.163.252.167"
+    assert_no_php_key(
+        repr(report),
+        str(report),
+        repr(report.failure),
+        repr(report.raw),
+        repr(report.failure.raw),
+        json.dumps(report.raw),
+    )
+
+
+@pytest.mark.parametrize(
+    "base_url",
+    [
+        "https://vairosms.com/{key}/Panel/api/v1/",
+        "https://vairosms.com/Panel/api/v1/{key}",
+        "https://vairosms.com/Panel/{quoted}/",
+        "http://127.0.0.1:8000/{key}/",
+    ],
+)
+def test_a_base_url_holding_the_key_is_refused(base_url: str) -> None:
+    url = base_url.format(key=API_KEY, quoted=urllib.parse.quote(API_KEY))
+    with pytest.raises(ConfigurationError, match="must not contain the API key") as info:
+        AsyncVairoClient(API_KEY, base_url=url)
+    assert_error_is_clean(info.value)
+
+
+@pytest.mark.parametrize(
+    "base_url",
+    [
+        "https://vairosms.com/Panel/api/v1/?",
+        "https://vairosms.com/Panel/api/v1/#",
+        "https://h/a#b/",
+    ],
+)
+def test_a_base_url_whose_query_or_fragment_would_swallow_the_endpoint_is_refused(
+    base_url: str,
+) -> None:
+    with pytest.raises(ConfigurationError, match="must not contain '\\?' or '#'"):
+        AsyncVairoClient(API_KEY, base_url=base_url)
+
+
+def chain(error: BaseException) -> list[BaseException]:
+    """`error` and every exception chained to it or grouped in it, suppressed ones too."""
+    found: list[BaseException] = []
+    pending = [error]
+    while pending:
+        current = pending.pop()
+        if any(current is seen for seen in found):
+            continue
+        found.append(current)
+        pending.extend(e for e in (current.__cause__, current.__context__) if e is not None)
+        if isinstance(current, BaseExceptionGroup):
+            pending.extend(current.exceptions)
+    return found
+
+
+def safe_repr(value: object) -> str:
+    try:
+        return repr(value)
+    except Exception:  # an object half built when its constructor raised, as reporters see it
+        return "<unrepresentable>"
+
+
+def assert_no_key_in_frame_locals(error: BaseException) -> None:
+    shown = traceback.TracebackException.from_exception(error, capture_locals=True)
+    console = rich.console.Console(file=io.StringIO(), width=300, color_system=None)
+    console.print(
+        rich.traceback.Traceback.from_exception(
+            type(error), error, error.__traceback__, show_locals=True, max_frames=0
+        )
+    )
+    texts = ["".join(shown.format()), console.file.getvalue()]  # type: ignore[attr-defined]
+    for each in chain(error):
+        tb = each.__traceback__
+        while tb is not None:
+            texts.extend(safe_repr(value) for value in tb.tb_frame.f_locals.values())
+            tb = tb.tb_next
+    assert_no_key(*texts)
+    assert "self = " in texts[0]  # locals were captured at all
+
+
+async def test_no_frame_of_a_retry_table_failure_holds_the_key() -> None:
+    errors: list[BaseException] = []
+    for failure, _, _ in TABLE.values():
+        recorder = Recorder(FakeVairo(api_key=API_KEY))
+        recorder.script(*[failure] * 10)
+        async with AsyncVairoClient(API_KEY, sender="ACME", transport=recorder) as client:
+            for call in (client.get_report(5), client.send("hi", to="5399999999")):
+                with pytest.raises(VairoError) as info:
+                    await call
+                errors.append(info.value)
+    assert len(errors) == 2 * len(TABLE)
+    for error in errors:
+        assert_no_key_in_frame_locals(error)
+
+
+@contextlib.asynccontextmanager
+async def failing_server(case: str) -> AsyncIterator[str]:
+    """The base URL of a server failing as `case` says (the test's frame holds no key)."""
+    if case in FAULTS:
+        fake = FakeVairo(api_key=API_KEY)
+        fake.inject(FAULTS[case][0], times=ALL)
+        async with fake.serve() as url:
+            yield url
+    elif case in HANDLERS:
+        async with socket_server(HANDLERS[case][0]) as (_, url):
+            yield url
+    else:
+        yield f"http://127.0.0.1:{_closed_port()}/"
+
+
+@pytest.mark.parametrize("case", [*FAULTS, *HANDLERS, "connection refused"])
+async def test_no_frame_of_a_real_stacks_failure_holds_the_key(stack: str, case: str) -> None:
+    async with failing_server(case) as url, client_on(stack, url) as client:
+        errors = [await send_failing(client)]
+        with pytest.raises(VairoError) as info:
+            await client.get_report(5)
+        errors.append(info.value)
+    for error in errors:
+        assert_no_key_in_frame_locals(error)

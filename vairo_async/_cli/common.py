@@ -151,7 +151,10 @@ def _load_key(path: Path | None) -> str:
         try:
             key = path.read_text(encoding="utf-8").strip()
         except OSError as exc:
-            raise CliError(f"cannot read the API key file {path}: {exc.strerror or exc}") from None
+            # A path that names nothing may be the key itself, given where the path belongs:
+            # only a path that exists is quoted.
+            where = f" {path}" if path.exists() else " given with --api-key-file"
+            raise CliError(f"cannot read the API key file{where}: {exc.strerror}") from None
         except UnicodeDecodeError:
             raise CliError(f"the API key file {path} is not UTF-8 text") from None
         if not key:
