@@ -8,7 +8,7 @@ from collections.abc import AsyncIterator, Iterator
 import httpx
 import pytest
 
-from tests.support import API_KEY, Raise, Recorder
+from tests.support import API_KEY, Raise, Recorder, Reply
 from vairo_async import (
     AsyncVairoClient,
     BatchOutcome,
@@ -134,6 +134,31 @@ async def test_batch_states_follow_the_retry_policy(
     assert result.failed_messages == list(by_index[0].messages)
     assert result.unknown_messages == list(by_index[1].messages)
     assert_accounted(result, 12)
+
+
+@pytest.mark.parametrize(
+    "answer",
+    [
+        Reply(303, headers={"location": "https://vairosms.com/Panel/"}, after=True),
+        Reply(200, json={"durum": True, "aciklama": -5}, after=True),
+        Reply(200, json={"durum": True, "aciklama": "0"}, after=True),
+    ],
+    ids=["303", "negative id", "zero id"],
+)
+async def test_an_answer_that_proves_no_refusal_leaves_its_batch_unknown(
+    answer: Reply, client: AsyncVairoClient, recorder: Recorder, fake: FakeVairo
+) -> None:
+    recorder.script(None, answer)
+    rows = [Message(to=n, text="x") for n in numbers(6)]
+    result = await client.send_bulk(rows, batch_size=3, concurrency=1)
+    by_index = {o.index: o for o in result.outcomes}
+    assert by_index[0].state is BatchState.SENT
+    assert by_index[1].state is BatchState.UNKNOWN  # the emulator did accept it: not "safe"
+    assert isinstance(by_index[1].error, OutcomeUnknownError)
+    assert by_index[1].package_id is None
+    assert result.package_ids == [1]
+    assert fake.request_count(endpoint="send") == 2
+    assert_accounted(result, 6)
 
 
 async def test_unreachable_server_fails_every_batch_without_raising(
