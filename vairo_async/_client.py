@@ -441,6 +441,7 @@ class AsyncVairoClient:
                 headers=_JSON if content is not None else None,
             ),
             before_attempt,
+            {name: (path_args or {})[name] for name in endpoint.echoes},
         )
         return await self._retry.run(endpoint, self._attempt, call)
 
@@ -459,7 +460,12 @@ class AsyncVairoClient:
             ) from exc
         retry_after = parse_retry_after(response.headers.get("retry-after"))
         return decode(
-            response.status_code, response.content, retry_after, call.endpoint.answer, self._key
+            response.status_code,
+            response.content,
+            retry_after,
+            call.endpoint.answer,
+            self._key,
+            call.echoes,
         )
 
     async def wait_until_final(
@@ -568,14 +574,19 @@ class _Call(Generic[T]):
     Its repr names the endpoint only, since the request's URL carries the API key.
     """
 
-    __slots__ = ("before_attempt", "endpoint", "request")
+    __slots__ = ("before_attempt", "echoes", "endpoint", "request")
 
     def __init__(
-        self, endpoint: Endpoint[T], request: httpx.Request, before_attempt: BeforeAttempt | None
+        self,
+        endpoint: Endpoint[T],
+        request: httpx.Request,
+        before_attempt: BeforeAttempt | None,
+        echoes: Mapping[str, object] | None = None,
     ) -> None:
         self.endpoint = endpoint
         self.request = request
         self.before_attempt = before_attempt
+        self.echoes = echoes  # what the answer must say back: the package id asked for
 
     def __repr__(self) -> str:
         return f"<{self.endpoint.method} {self.endpoint.name} call>"

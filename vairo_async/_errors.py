@@ -171,7 +171,8 @@ class TransportError(VairoError):
 
 
 class UnexpectedResponseError(VairoError):
-    """A success answer that does not match the documented shape.
+    """A success answer that does not match the documented shape, or is not about what was
+    asked (a package id that is not a positive integer, the report of another package).
 
     Attributes:
         status_code: The HTTP status of the answer.

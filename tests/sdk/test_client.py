@@ -8,7 +8,7 @@ import ssl
 import httpx
 import pytest
 
-from tests.support import API_KEY, Recorder, accept_package
+from tests.support import API_KEY, Recorder, Reply, accept_package, load_sample
 from vairo_async import (
     AsyncVairoClient,
     ClientClosedError,
@@ -17,6 +17,7 @@ from vairo_async import (
     Message,
     PackageStatus,
     Submission,
+    UnexpectedResponseError,
 )
 from vairo_async._transport import AiohttpTransport
 from vairo_async.testing import FakeVairo, SentMessage
@@ -143,6 +144,37 @@ async def test_get_report(client: AsyncVairoClient, recorder: Recorder, fake: Fa
     assert request.url.path == "/Panel/api/v1/GonderimBilgisi/52"
     assert request.url.params["api_key"] == API_KEY
     assert fake.packages[52].polls == 1
+
+
+async def test_a_report_of_another_package_is_an_unexpected_answer(
+    client: AsyncVairoClient, recorder: Recorder, fake: FakeVairo
+) -> None:
+    assert await accept_package(fake) == 52
+    sample = load_sample("report_completed.json")
+    sample["aciklama"]["id"] = 1052
+    recorder.script(Reply(200, json=sample))
+    async with client:
+        with pytest.raises(UnexpectedResponseError) as info:
+            await client.get_report(52)
+        assert "1052" in str(info.value)
+        assert "52" in info.value.body
+        assert (await client.get_report(52)).package_id == 52
+    assert len(recorder.requests) == 2
+
+
+async def test_answers_after_a_utf8_bom_are_read(
+    client: AsyncVairoClient, recorder: Recorder, fake: FakeVairo
+) -> None:
+    bom = b"\xef\xbb\xbf"
+    recorder.script(Reply(200, content=bom + b'{"durum":true,"aciklama":"52"}', after=True))
+    async with client:
+        sub = await client.send("Merhaba", to="5399999999")
+        assert sub.package_id == 52
+        report = load_sample("report_completed.json")
+        report["aciklama"]["id"] = 52
+        recorder.script(Reply(200, content=bom + json.dumps(report).encode()))
+        assert (await client.get_report(52)).package_id == 52
+    assert [p.package_id for p in fake.packages.values()] == [52]
 
 
 @pytest.mark.parametrize("bad", [-1, "52", 5.0, None, True])

@@ -20,6 +20,7 @@ from vairo_async import (
     UnexpectedResponseError,
 )
 from vairo_async._constants import ISTANBUL
+from vairo_async._endpoints import SEND
 from vairo_async._wire import converter, decode, encode_send, make_converter
 
 KEY = "the-key"
@@ -120,6 +121,32 @@ def test_package_id_of_another_shape_is_unexpected(wire: object) -> None:
     with pytest.raises(UnexpectedResponseError) as info:
         decode(200, _body({"durum": True, "aciklama": wire}), None, int, KEY)
     assert info.value.status_code == 200
+
+
+@pytest.mark.parametrize("wire", [-5, "-5", 0, "0", "-0", 5.0, "5.0", " 5", "+5", "٥"])
+def test_a_package_id_that_is_not_a_positive_integer_is_unexpected(wire: object) -> None:
+    body = _body({"durum": True, "aciklama": wire})
+    with pytest.raises(UnexpectedResponseError, match="positive integer") as info:
+        decode(200, body, None, SEND.answer, KEY)
+    assert info.value.status_code == 200
+    with pytest.raises(UnexpectedResponseError, match=r"\$\.id"):
+        _report(id=wire)
+
+
+@pytest.mark.parametrize("codec", ["orjson", "json"])
+def test_a_utf8_bom_before_the_json_is_read_past(
+    codec: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from vairo_async import _wire
+
+    if codec == "json":
+        monkeypatch.setattr(_wire, "orjson", None)
+    bom = b"\xef\xbb\xbf"  # PHP back ends that save their sources with one emit it
+    assert decode(200, bom + b'{"durum": true, "aciklama": 52}', None, SEND.answer, KEY) == 52
+    with pytest.raises(APIError, match="Yetersiz kredi"):
+        decode(200, bom + _body({"durum": False, "aciklama": "Yetersiz kredi"}), None, int, KEY)
+    with pytest.raises(UnexpectedResponseError, match="not JSON"):
+        decode(200, bom + b"<html>", None, int, KEY)
 
 
 @pytest.mark.parametrize("wire", [2, 7, -5, "3"])
