@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import contextlib
 import weakref
 from collections.abc import AsyncGenerator, Iterable, Mapping
@@ -30,7 +31,10 @@ from ._errors import (
     BulkInputError,
     ClientClosedError,
     InvalidRequestError,
+    OutcomeUnknownError,
     TransportError,
+    VairoError,
+    WrongEventLoopError,
 )
 from ._models import BatchOutcome, BulkResult, Message, PackageReport, Submission
 from ._outcome import Reach, reach_of_exception
@@ -152,6 +156,8 @@ class AsyncVairoClient:
         self._params = {"api_key": key}
         self._urls: dict[str, httpx.URL] = {}  # of endpoints without path arguments
         self._closed = False
+        # The loop of the first request: the connections belong to it (see `_check_loop`).
+        self._loop: asyncio.AbstractEventLoop | None = None
 
     def __repr__(self) -> str:
         return f"AsyncVairoClient(base_url={self.base_url!r}, sender={self._sender!r})"
@@ -190,6 +196,22 @@ class AsyncVairoClient:
     def _check_open(self) -> None:
         if self._closed:
             raise ClientClosedError("this AsyncVairoClient is closed; create a new one")
+
+    def _check_loop(self) -> None:
+        """Bind the client to the loop of its first request, and refuse any other.
+
+        An HTTP stack's connections and futures belong to the loop that opened them; used
+        from another loop, aiohttp fails only after the request left. This refuses first.
+        """
+        loop = asyncio.get_running_loop()
+        if self._loop is None:
+            self._loop = loop
+        elif loop is not self._loop:
+            raise WrongEventLoopError(
+                "this AsyncVairoClient sent its first request on another event loop, which "
+                "owns its connections; nothing was sent. Build one client inside each event "
+                "loop (each asyncio.run(), or the application's lifespan)"
+            )
 
     async def send(
         self,
@@ -405,7 +427,15 @@ class AsyncVairoClient:
         the `Submit` a `Campaign` takes.
         """
         body = encode_send(sender, messages, tr_char)
-        return await self._request(SEND, content=body, before_attempt=before_attempt)
+        try:
+            return await self._request(SEND, content=body, before_attempt=before_attempt)
+        except VairoError:
+            raise
+        except Exception as exc:  # a bug or a foreign transport, after the request may have left
+            scrub_exception(exc, self._key)
+            error = VairoError(f"unexpected {type(exc).__name__}: {redact(str(exc), self._key)}")
+            error.__cause__ = exc
+            raise OutcomeUnknownError(error) from error
 
     def _url(self, endpoint: Endpoint[object], path_args: Mapping[str, object] | None) -> httpx.URL:
         if endpoint.placeholders:
@@ -432,6 +462,7 @@ class AsyncVairoClient:
         before each of them with the attempt's number (1 for the first).
         """
         self._check_open()
+        self._check_loop()
         call = _Call(
             endpoint,
             self._http.build_request(
