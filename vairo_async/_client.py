@@ -310,7 +310,9 @@ class AsyncVairoClient:
             rate: SmsGonder requests per second, retries included, at most; None for no
                 limit.
             on_progress: Called with a `BulkProgress` as each batch settles, including
-                the batches settled as the campaign is cancelled.
+                the batches settled as the campaign is cancelled. A coroutine function is
+                awaited, one call at a time in settle order, each before its outcome is
+                yielded.
             exclude: Numbers not to send to, in any spelling (an opt-out list): a row to
                 one of them is rejected with the reason "excluded". Read once, up front.
 
