@@ -774,6 +774,34 @@ async def test_an_async_progress_hook_hears_of_the_batches_settled_on_cancellati
     assert asyncio.all_tasks() == {asyncio.current_task()}
 
 
+@pytest.mark.parametrize("hook", ["sync", "async"])
+async def test_rows_still_forming_a_batch_when_cancelled_are_failed(
+    hook: str, client: AsyncVairoClient, fake: FakeVairo
+) -> None:
+    read_three = asyncio.Event()
+
+    async def rows() -> AsyncIterator[Message]:
+        for number in numbers(3):
+            yield Message(to=number, text="x")
+        read_three.set()
+        await asyncio.Event().wait()  # an input that stalls: a queue with nothing in it
+
+    seen: list[BulkProgress] = []
+    task = asyncio.create_task(
+        client.send_bulk(rows(), batch_size=10, on_progress=hook_of(hook, seen))
+    )
+    await read_three.wait()
+    task.cancel()
+    with pytest.raises(asyncio.CancelledError):
+        await task
+    (progress,) = seen
+    assert progress.outcome.state is BatchState.FAILED
+    assert isinstance(progress.outcome.error, TransportError)
+    assert not progress.outcome.error.may_have_reached_server
+    assert progress.failed == progress.read == 3
+    assert fake.requests == ()
+
+
 async def test_a_foreign_submit_raising_leaves_its_batch_unknown() -> None:
     # Campaign takes any `submit`: one that raises something other than a VairoError may
     # have sent the batch.

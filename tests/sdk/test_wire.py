@@ -195,6 +195,15 @@ def test_missing_field_raises_unexpected_response() -> None:
         decode(200, _body(data), None, PackageReport, KEY)
 
 
+@pytest.mark.parametrize("body", [b"", b"<html>Moved</html>", b'{"location": "/Panel/"}'])
+def test_a_redirect_is_an_api_error_with_its_status(body: bytes) -> None:
+    with pytest.raises(APIError) as info:
+        decode(303, body, None, SEND.answer, KEY)
+    assert type(info.value) is APIError
+    assert info.value.status_code == 303
+    assert info.value.message.startswith("answer ")
+
+
 def test_durum_false_with_200_is_api_error() -> None:
     body = _body({"durum": False, "aciklama": "Geçersiz başlık"})
     with pytest.raises(APIError) as info:
