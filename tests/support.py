@@ -64,12 +64,17 @@ class Raise:
 
 @attrs.frozen
 class Reply:
-    """One request is answered in front of the emulator (a proxy's page, a mangled body)."""
+    """One request is answered in front of the emulator (a proxy's page, a mangled body).
+
+    Before the emulator (`after=False`): the request never arrives. After it (`after=True`):
+    the emulator handles and records the request, and this answer replaces its own.
+    """
 
     status: int
     content: bytes = b""
     json: object = None
     headers: dict[str, str] = attrs.field(factory=dict)
+    after: bool = False
 
     def response(self) -> httpx.Response:
         """The answer."""
@@ -147,16 +152,19 @@ class Recorder(httpx.AsyncBaseTransport):
             self.in_flight -= 1
 
     async def _answer(self, request: httpx.Request, step: Step) -> httpx.Response:
-        if isinstance(step, Reply):
+        if isinstance(step, Reply) and not step.after:
             return step.response()
         if isinstance(step, Raise) and not step.after:
             raise step.exception(request)
         if isinstance(step, Fault):
             self.fake.inject(step, endpoint="send" if request.method == "POST" else "report")
         response = await self._inner.handle_async_request(request)
-        if isinstance(step, Raise):
+        if isinstance(step, Raise | Reply):
             await response.aread()
+        if isinstance(step, Raise):
             raise step.exception(request)
+        if isinstance(step, Reply):
+            return step.response()
         return response
 
     async def aclose(self) -> None:

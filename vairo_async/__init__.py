@@ -30,6 +30,7 @@ from ._errors import (
     VairoError,
     WaitAllError,
     WaitTimeoutError,
+    WrongEventLoopError,
 )
 from ._journal import (
     Claim,
@@ -103,6 +104,7 @@ __all__ = [
     "VairoError",
     "WaitAllError",
     "WaitTimeoutError",
+    "WrongEventLoopError",
     "__version__",
     "segments",
     "transliterate_turkish",

@@ -8,14 +8,23 @@ exactly once, as SENT, FAILED or UNKNOWN; `on_progress` hears of it at that mome
 consumer of `iter_bulk` receives it through a queue. A batch holds its slot until the
 consumer has taken its outcome, so batches in flight plus outcomes not yet taken never
 exceed `concurrency`: memory stays flat however long the input, however slow the consumer.
+
+An async `on_progress` is called at the same moment, and the awaitable it returns is
+awaited by one task of the campaign, call after call in settle order; each outcome reaches
+the consumer once its call has returned. The batches in flight go on meanwhile; an outcome
+waiting for its call keeps its slot, so a hook slower than the sends sets the campaign's
+pace instead of growing memory.
 """
 
 from __future__ import annotations
 
 import asyncio
+import collections
 import functools
+import inspect
 import logging
 from collections.abc import AsyncGenerator, AsyncIterable, Awaitable, Callable, Iterable
+from typing import Any
 
 import attrs
 from aiolimiter import AsyncLimiter
@@ -32,6 +41,7 @@ logger = logging.getLogger("vairo_async")
 
 Messages = Iterable[Message] | AsyncIterable[Message]
 ProgressHook = Callable[[BulkProgress], object]
+"""Told of each settled batch: a function, or a coroutine function (its result is awaited)."""
 Submit = Callable[[str, list[Message], bool, BeforeAttempt | None], Awaitable[int]]
 """Sends one checked batch: `(sender, messages, tr_char, before_attempt)` -> package id.
 
@@ -81,7 +91,8 @@ class Campaign:
         batch_size: Rows per batch, at most.
         concurrency: Batches in flight (plus outcomes not yet taken), at most.
         rate: HTTP attempts per second, retries included, at most; None for no limit.
-        on_progress: Told of every batch the moment it settles.
+        on_progress: Told of every batch the moment it settles; an awaitable it returns is
+            awaited, in settle order, before the outcome is yielded.
         exclude: Wire-form numbers whose rows are rejected as excluded, never sent.
     """
 
@@ -108,6 +119,11 @@ class Campaign:
         self._unsettled: dict[_Batch, None] = {}
         self._tasks: set[asyncio.Task[None]] = set()
         self._results: asyncio.Queue[BatchOutcome | _Stopped] = asyncio.Queue()
+        # Outcomes (and the end marker) behind an awaited hook call, in settle order; each
+        # with the call still to await. `_hooks` awaits them while there are any.
+        self._due: collections.deque[tuple[Awaitable[object] | None, BatchOutcome | _Stopped]]
+        self._due = collections.deque()
+        self._hooks: asyncio.Task[None] | None = None
         self._next_index = 0
         self._counts = dict.fromkeys(BatchState, 0)
         self._rejected = 0
@@ -209,7 +225,7 @@ class Campaign:
             if self._tasks:
                 await asyncio.wait(self._tasks)
         finally:
-            self._results.put_nowait(_END)
+            self._deliver(_END)
 
     def _close(self, batch: _Batch) -> None:
         """Give a batch leaving formation its number, its rows as sent, and its price."""
@@ -228,7 +244,7 @@ class Campaign:
         await self._slots.acquire()
         if not batch.messages:  # every row was rejected: nothing to send
             error = InvalidRequestError([f"all {len(batch.rejected)} rows were rejected"])
-            self._results.put_nowait(self._settle(batch, BatchState.FAILED, error=error))
+            self._settle(batch, BatchState.FAILED, error=error)
             return
         task = asyncio.create_task(self._send(batch))
         self._tasks.add(task)
@@ -251,16 +267,15 @@ class Campaign:
                 functools.partial(self._before_attempt, batch),
             )
         except OutcomeUnknownError as exc:
-            outcome = self._settle(batch, BatchState.UNKNOWN, error=exc)
+            self._settle(batch, BatchState.UNKNOWN, error=exc)
         except VairoError as exc:
-            outcome = self._settle(batch, BatchState.FAILED, error=exc)
+            self._settle(batch, BatchState.FAILED, error=exc)
         except Exception as exc:  # a bug or a foreign transport: the batch may be out
             error = VairoError(f"unexpected {type(exc).__name__}: {exc}")
             error.__cause__ = exc
-            outcome = self._settle(batch, BatchState.UNKNOWN, error=OutcomeUnknownError(error))
+            self._settle(batch, BatchState.UNKNOWN, error=OutcomeUnknownError(error))
         else:
-            outcome = self._settle(batch, BatchState.SENT, package_id=package_id)
-        self._results.put_nowait(outcome)
+            self._settle(batch, BatchState.SENT, package_id=package_id)
 
     def _settle(
         self,
@@ -269,8 +284,8 @@ class Campaign:
         *,
         package_id: int | None = None,
         error: VairoError | None = None,
-    ) -> BatchOutcome:
-        """Record a batch's end exactly once and tell the progress hook."""
+    ) -> None:
+        """Record a batch's end exactly once, tell the progress hook, deliver the outcome."""
         self._unsettled.pop(batch, None)
         outcome = BatchOutcome(
             index=batch.index,
@@ -286,6 +301,7 @@ class Campaign:
         self._batches += 1
         if state is BatchState.SENT:
             self._credits += batch.credits
+        call = None
         if self._on_progress is not None:
             progress = BulkProgress(
                 outcome=outcome,
@@ -298,10 +314,44 @@ class Campaign:
                 estimated_credits=self._credits,
             )
             try:
-                self._on_progress(progress)
+                returned = self._on_progress(progress)
             except Exception:
                 logger.exception("on_progress raised; the campaign goes on")
-        return outcome
+            else:
+                if inspect.isawaitable(returned):
+                    call = returned
+        self._deliver(outcome, call)
+
+    def _deliver(
+        self, item: BatchOutcome | _Stopped, call: Awaitable[object] | None = None
+    ) -> None:
+        """Hand `item` to the consumer, after `call` and every hook call due before it."""
+        if call is None and not self._due:
+            self._results.put_nowait(item)
+            return
+        self._due.append((call, item))
+        if self._hooks is None:
+            self._hooks = asyncio.create_task(self._await_hooks())
+
+    async def _await_hooks(self) -> None:
+        """Await the hook calls due, one at a time in settle order, delivering behind each."""
+        try:
+            while self._due:
+                call, item = self._due[0]  # left in place: what settles meanwhile queues behind
+                if call is not None:
+                    try:
+                        await call
+                    except Exception:
+                        logger.exception("on_progress raised; the campaign goes on")
+                    except asyncio.CancelledError:
+                        task = asyncio.current_task()
+                        if task is not None and task.cancelling():
+                            raise  # the loop is shutting down, not the hook failing
+                        logger.exception("on_progress raised; the campaign goes on")
+                self._due.popleft()
+                self._results.put_nowait(item)
+        finally:
+            self._hooks = None
 
     async def _stop(self, producer: asyncio.Task[None]) -> None:
         """Cancel everything still running and settle what never finished.
@@ -310,12 +360,16 @@ class Campaign:
         for a slot or for the rate limiter, or still forming, was certainly not sent:
         FAILED. Outcomes settled but never taken by the consumer are logged with their
         package ids (`on_progress` has seen them too), so stopping early loses no id.
+
+        A cancellation arriving meanwhile (a timeout and a task-group abort at once, an
+        anyio scope cancelling at every await) does not cut this short: it is raised once
+        every batch has settled and every hook call due has returned.
         """
         producer.cancel()
         pending = list(self._tasks)
         for task in pending:
             task.cancel()
-        await asyncio.gather(producer, *pending, return_exceptions=True)
+        interrupted = await _wait_out(asyncio.gather(producer, *pending, return_exceptions=True))
         for batch in list(self._unsettled):
             if batch.started:
                 cause = TransportError("cancelled while in flight", may_have_reached_server=True)
@@ -328,6 +382,8 @@ class Campaign:
                 self._forming[tr_char] = _Batch(tr_char)
                 self._close(batch)
                 self._settle(batch, BatchState.FAILED, error=_cancelled())
+        if self._hooks is not None:  # hook calls still due: every one is awaited
+            interrupted = await _wait_out(self._hooks) or interrupted
         untaken = []
         while not self._results.empty():
             item = self._results.get_nowait()
@@ -339,3 +395,16 @@ class Campaign:
                 len(untaken),
                 ", ".join(map(str, untaken)),
             )
+        if interrupted is not None:
+            raise interrupted
+
+
+async def _wait_out(future: asyncio.Future[Any]) -> asyncio.CancelledError | None:
+    """Wait until `future` is done, whatever cancellations arrive; the last one, if any."""
+    interrupted = None
+    while not future.done():
+        try:
+            await asyncio.shield(future)
+        except asyncio.CancelledError as exc:
+            interrupted = exc
+    return interrupted

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import contextlib
 import weakref
 from collections.abc import AsyncGenerator, Iterable, Mapping
@@ -32,8 +33,10 @@ from ._errors import (
     ClientClosedError,
     ConfigurationError,
     InvalidRequestError,
+    OutcomeUnknownError,
     TransportError,
     VairoError,
+    WrongEventLoopError,
 )
 from ._models import BatchOutcome, BulkResult, Message, PackageReport, Submission
 from ._outcome import Reach, reach_of_exception
@@ -165,6 +168,8 @@ class AsyncVairoClient:
         self._params = {"api_key": key}
         self._urls: dict[str, httpx.URL] = {}  # of endpoints without path arguments
         self._closed = False
+        # The loop of the first request: the connections belong to it (see `_check_loop`).
+        self._loop: asyncio.AbstractEventLoop | None = None
 
     def __repr__(self) -> str:
         # Also for a client whose construction failed: tracebacks may print it as a local.
@@ -205,6 +210,22 @@ class AsyncVairoClient:
     def _check_open(self) -> None:
         if self._closed:
             raise ClientClosedError("this AsyncVairoClient is closed; create a new one")
+
+    def _check_loop(self) -> None:
+        """Bind the client to the loop of its first request, and refuse any other.
+
+        An HTTP stack's connections and futures belong to the loop that opened them; used
+        from another loop, aiohttp fails only after the request left. This refuses first.
+        """
+        loop = asyncio.get_running_loop()
+        if self._loop is None:
+            self._loop = loop
+        elif loop is not self._loop:
+            raise WrongEventLoopError(
+                "this AsyncVairoClient sent its first request on another event loop, which "
+                "owns its connections; nothing was sent. Build one client inside each event "
+                "loop (each asyncio.run(), or the application's lifespan)"
+            )
 
     async def send(
         self,
@@ -311,7 +332,9 @@ class AsyncVairoClient:
             rate: SmsGonder requests per second, retries included, at most; None for no
                 limit.
             on_progress: Called with a `BulkProgress` as each batch settles, including
-                the batches settled as the campaign is cancelled.
+                the batches settled as the campaign is cancelled. A coroutine function is
+                awaited, one call at a time in settle order, each before its outcome is
+                yielded.
             exclude: Numbers not to send to, in any spelling (an opt-out list): a row to
                 one of them is rejected with the reason "excluded". Read once, up front.
 
@@ -428,7 +451,15 @@ class AsyncVairoClient:
         the `Submit` a `Campaign` takes.
         """
         body = encode_send(sender, messages, tr_char)
-        return await self._request(SEND, content=body, before_attempt=before_attempt)
+        try:
+            return await self._request(SEND, content=body, before_attempt=before_attempt)
+        except VairoError:
+            raise
+        except Exception as exc:  # a bug or a foreign transport, after the request may have left
+            scrub_exception(exc, self._key)
+            error = VairoError(f"unexpected {type(exc).__name__}: {redact(str(exc), self._key)}")
+            error.__cause__ = exc
+            raise OutcomeUnknownError(error) from error
 
     def _url(self, endpoint: Endpoint[object], path_args: Mapping[str, object] | None) -> httpx.URL:
         if endpoint.placeholders:
@@ -455,6 +486,7 @@ class AsyncVairoClient:
         before each of them with the attempt's number (1 for the first).
         """
         self._check_open()
+        self._check_loop()
         call = _Call(
             endpoint,
             self._http.build_request(
@@ -464,6 +496,7 @@ class AsyncVairoClient:
                 headers=_JSON if content is not None else None,
             ),
             before_attempt,
+            {name: (path_args or {})[name] for name in endpoint.echoes},
         )
         return await self._retry.run(endpoint, self._attempt, call)
 
@@ -483,7 +516,12 @@ class AsyncVairoClient:
         retry_after = parse_retry_after(response.headers.get("retry-after"))
         try:
             return decode(
-                response.status_code, response.content, retry_after, call.endpoint.answer, self._key
+                response.status_code,
+                response.content,
+                retry_after,
+                call.endpoint.answer,
+                self._key,
+                call.echoes,
             )
         except VairoError as exc:
             scrub_exception(exc, self._key)  # decode's frames hold the body and the key
@@ -595,14 +633,19 @@ class _Call(Generic[T]):
     Its repr names the endpoint only, since the request's URL carries the API key.
     """
 
-    __slots__ = ("before_attempt", "endpoint", "request")
+    __slots__ = ("before_attempt", "echoes", "endpoint", "request")
 
     def __init__(
-        self, endpoint: Endpoint[T], request: httpx.Request, before_attempt: BeforeAttempt | None
+        self,
+        endpoint: Endpoint[T],
+        request: httpx.Request,
+        before_attempt: BeforeAttempt | None,
+        echoes: Mapping[str, object] | None = None,
     ) -> None:
         self.endpoint = endpoint
         self.request = request
         self.before_attempt = before_attempt
+        self.echoes = echoes  # what the answer must say back: the package id asked for
 
     def __repr__(self) -> str:
         return f"<{self.endpoint.method} {self.endpoint.name} call>"

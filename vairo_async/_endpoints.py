@@ -11,7 +11,7 @@ from typing import Generic, TypeVar
 
 import attrs
 
-from ._models import PackageReport
+from ._models import PackageId, PackageReport
 
 __all__ = ["ENDPOINTS", "REPORT", "SEND", "Endpoint"]
 
@@ -47,6 +47,8 @@ class Endpoint(Generic[T]):
             certainly did not act on it, and an ambiguous failure is an `OutcomeUnknownError`;
             any other call is retried on every transient failure.
         answer: The type a success answer's `aciklama` is decoded into.
+        echoes: Path arguments the answer carries back, as attributes of the same name; an
+            answer holding another value is unexpected (the report of another package).
         placeholders: The names of the path's placeholders, in order (derived from `path`).
     """
 
@@ -55,6 +57,7 @@ class Endpoint(Generic[T]):
     path: str
     sends_sms: bool
     answer: type[T]
+    echoes: tuple[str, ...] = ()
     placeholders: tuple[str, ...] = attrs.field(
         init=False, eq=False, default=attrs.Factory(_placeholders, takes_self=True)
     )
@@ -88,9 +91,9 @@ class Endpoint(Generic[T]):
 
 
 SEND: Endpoint[int] = Endpoint(
-    name="SmsGonder", method="POST", path="SmsGonder", sends_sms=True, answer=int
+    name="SmsGonder", method="POST", path="SmsGonder", sends_sms=True, answer=PackageId
 )
-"""Send one package of messages; the answer is its package id."""
+"""Send one package of messages; the answer is its package id (a positive integer)."""
 
 REPORT: Endpoint[PackageReport] = Endpoint(
     name="GonderimBilgisi",
@@ -98,6 +101,7 @@ REPORT: Endpoint[PackageReport] = Endpoint(
     path="GonderimBilgisi/{package_id}",
     sends_sms=False,
     answer=PackageReport,
+    echoes=("package_id",),
 )
 """One package's report."""
 

@@ -3,6 +3,7 @@
 VairoError
 ├── ConfigurationError        bad client set-up (no key, plain http to a remote host, ...)
 ├── ClientClosedError         the client was used after aclose()
+├── WrongEventLoopError       the client was used from another event loop than its first
 ├── InvalidRequestError       bad input caught before anything was sent (also a ValueError)
 ├── APIError                  the server answered with an error (durum: false or HTTP 4xx/5xx)
 │   ├── AuthenticationError   HTTP 401 / 403
@@ -56,6 +57,7 @@ __all__ = [
     "VairoError",
     "WaitAllError",
     "WaitTimeoutError",
+    "WrongEventLoopError",
     "api_error_class",
 ]
 
@@ -88,6 +90,17 @@ class ClientClosedError(VairoError, RuntimeError):
     """The client was used after `aclose()` or after its `async with` block ended.
 
     .. versionadded:: 0.1.0
+    """
+
+
+class WrongEventLoopError(VairoError, RuntimeError):
+    """The client was used from an event loop other than the one it first sent a request on.
+
+    Its connections belong to that loop, so the call is refused before any request: nothing
+    was sent. Build one client inside each event loop (each `asyncio.run()`, or the
+    application's lifespan).
+
+    .. versionadded:: 0.2.0
     """
 
 
@@ -171,7 +184,8 @@ class TransportError(VairoError):
 
 
 class UnexpectedResponseError(VairoError):
-    """A success answer that does not match the documented shape.
+    """A success answer that does not match the documented shape, or is not about what was
+    asked (a package id that is not a positive integer, the report of another package).
 
     Attributes:
         status_code: The HTTP status of the answer.

@@ -5,7 +5,7 @@ from __future__ import annotations
 import enum
 from collections.abc import Mapping
 from datetime import datetime, timedelta
-from typing import Any
+from typing import Any, NewType
 
 import attrs
 
@@ -18,11 +18,15 @@ __all__ = [
     "BulkResult",
     "FailureLog",
     "Message",
+    "PackageId",
     "PackageReport",
     "PackageStatus",
     "Rejection",
     "Submission",
 ]
+
+PackageId = NewType("PackageId", int)
+"""A package id as the wire gives it: a positive integer (the converter checks it)."""
 
 
 @attrs.frozen(kw_only=True)

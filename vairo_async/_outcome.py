@@ -7,7 +7,8 @@ status or a malformed answer:
 - `Reach.NOT_SENT`: the server certainly did not act on it (the connection was never made,
   or the server said so: 429, 503). A send may be repeated safely.
 - `Reach.MAYBE_SENT`: the request may have been acted on (the connection broke after it
-  left, a gateway failed, the answer made no sense). A send's outcome is unknown.
+  left, a gateway failed, a redirect came back, the answer made no sense). A send's outcome
+  is unknown: any answer after the request reached the server that does not prove a refusal.
 - `Reach.ANSWERED`: the server gave a definite answer (a refusal, `durum: false`).
 
 and, separately, whether the failure is `transient`: worth repeating for a call that sends
@@ -98,6 +99,9 @@ RULES: tuple[Rule, ...] = (
     # Anything else went wrong after the request may have left: read or write timeout,
     # a dropped connection, a broken answer.
     Rule(httpx.RequestError, Verdict(_MAYBE_SENT, transient=True)),
+    # A redirect is never followed, and proves no refusal: a proxy or a moved panel may send
+    # it after the request was acted on (a 303 "see other" is made for exactly that).
+    Rule(range(300, 400), Verdict(_MAYBE_SENT, transient=False)),
     Rule(408, Verdict(_ANSWERED, transient=True)),
     Rule(429, Verdict(_NOT_SENT, transient=True)),
     Rule(503, Verdict(_NOT_SENT, transient=True)),

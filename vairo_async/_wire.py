@@ -15,7 +15,7 @@ from cattrs.gen import make_dict_structure_fn, make_dict_unstructure_fn, overrid
 
 from ._constants import ISTANBUL, MAX_BODY_EXCERPT
 from ._errors import APIError, UnexpectedResponseError, api_error_class
-from ._models import FailureLog, Message, PackageReport, PackageStatus
+from ._models import FailureLog, Message, PackageId, PackageReport, PackageStatus
 from ._redact import key_forms, redact, redact_value
 
 __all__ = [
@@ -79,6 +79,15 @@ def _structure_int(value: object, _: object) -> int:
     if type(value) is str and _INT.fullmatch(value):
         return int(value)
     raise ValueError(f"expected an integer or a string of digits, got {value!r}")
+
+
+def _structure_package_id(value: object, _: object) -> PackageId:
+    """The one rule for a package id, in a send's answer and in a report's `id`."""
+    if type(value) is int or (type(value) is str and _INT.fullmatch(value)):
+        number = int(value)
+        if number > 0:
+            return PackageId(number)
+    raise ValueError(f"expected a package id (a positive integer), got {value!r}")
 
 
 def _structure_bool(value: object, _: object) -> bool:
@@ -154,6 +163,8 @@ def configure_converter(c: cattrs.Converter) -> None:
     """Teach `c` the VairoSMS wire rules.
 
     - int: an int or a string of digits (the send answer's id arrives either way); no bools.
+    - PackageId (a send's answer, a report's `id`): such an int, and positive; -5 or 0 is
+      an unexpected answer (for a send, an unknown outcome), never a package.
     - bool: only true or false; str: only a string (a number is a wrong type, not its digits).
     - datetime: "YYYY-MM-DD HH:MM:SS" is Europe/Istanbul wall-clock time -> aware datetime.
     - datetime | None: "0000-00-00 00:00:00", "" and null mean no time -> None.
@@ -164,6 +175,7 @@ def configure_converter(c: cattrs.Converter) -> None:
       `tr_char` when false.
     """
     c.register_structure_hook(int, _structure_int)
+    c.register_structure_hook(PackageId, _structure_package_id)
     c.register_structure_hook(bool, _structure_bool)
     c.register_structure_hook(str, _structure_str)
     c.register_structure_hook(datetime, _structure_datetime)
@@ -173,6 +185,8 @@ def configure_converter(c: cattrs.Converter) -> None:
 
     for cls, names in ((FailureLog, _LOG_NAMES), (PackageReport, _REPORT_NAMES)):
         renames: dict[str, Any] = {field: override(rename=wire) for field, wire in names.items()}
+        if cls is PackageReport:
+            renames["package_id"] = override(rename="id", struct_hook=_structure_package_id)
         c.register_structure_hook(
             cls, _keeping_raw(make_dict_structure_fn(cls, c, raw=override(omit=True), **renames))
         )
@@ -266,11 +280,13 @@ def _encode_verbatim(
 
 
 _NOT_JSON = object()
+_BOM = b"\xef\xbb\xbf"
 
 
 def _loads(content: bytes) -> Any:
+    """An answer's JSON, past one UTF-8 BOM (PHP back ends may emit one); or `_NOT_JSON`."""
     try:
-        return loads(content)
+        return loads(content.removeprefix(_BOM))
     except ValueError:
         return _NOT_JSON
 
@@ -309,12 +325,17 @@ def decode(
     retry_after: float | None,
     target: type[T],
     secret: str,
+    echoes: Mapping[str, object] | None = None,
 ) -> T:
     """Turn an HTTP answer into `target`, or raise the `VairoError` it amounts to.
 
+    `echoes` maps attributes of the decoded answer to the values they must hold (the
+    package id a report was asked for).
+
     Raises:
         APIError: `durum: false`, or an HTTP error status (the subclass follows the status).
-        UnexpectedResponseError: A success status whose body is not the documented shape.
+        UnexpectedResponseError: A success status whose body is not the documented shape,
+            or whose answer is not about what was asked.
     """
     payload = _loads(content)
     envelope: _Envelope | None = None
@@ -340,13 +361,21 @@ def decode(
                 body=_excerpt(content, secret),
             )
         try:
-            result = converter.structure(envelope.aciklama, target)
+            answer = converter.structure(envelope.aciklama, target)
         except _SHAPE_ERRORS as exc:
             shape_error = exc
         else:
-            if isinstance(result, PackageReport):
-                return _redacted_report(result, secret)  # type: ignore[return-value]
-            return result
+            for name, asked in (echoes or {}).items():
+                if (got := getattr(answer, name)) != asked:
+                    raise UnexpectedResponseError(
+                        f"HTTP {status} answer is about {name}={got!r}, "
+                        f"not the {asked!r} asked for",
+                        status_code=status,
+                        body=_excerpt(content, secret),
+                    )
+            if isinstance(answer, PackageReport):
+                return _redacted_report(answer, secret)  # type: ignore[return-value]
+            return answer
         # Raised outside the except clause: the converter's error, which may quote the key,
         # is not kept as a hidden context.
         assert shape_error is not None

@@ -8,7 +8,7 @@ from collections.abc import AsyncIterator, Iterator
 import httpx
 import pytest
 
-from tests.support import API_KEY, Raise, Recorder
+from tests.support import API_KEY, Raise, Recorder, Reply
 from vairo_async import (
     AsyncVairoClient,
     BatchOutcome,
@@ -19,9 +19,11 @@ from vairo_async import (
     InvalidRequestError,
     Message,
     OutcomeUnknownError,
+    ProgressHook,
     TransportError,
     VairoError,
 )
+from vairo_async._bulk import Campaign
 from vairo_async.testing import FakeVairo, Fault
 
 
@@ -134,6 +136,31 @@ async def test_batch_states_follow_the_retry_policy(
     assert result.failed_messages == list(by_index[0].messages)
     assert result.unknown_messages == list(by_index[1].messages)
     assert_accounted(result, 12)
+
+
+@pytest.mark.parametrize(
+    "answer",
+    [
+        Reply(303, headers={"location": "https://vairosms.com/Panel/"}, after=True),
+        Reply(200, json={"durum": True, "aciklama": -5}, after=True),
+        Reply(200, json={"durum": True, "aciklama": "0"}, after=True),
+    ],
+    ids=["303", "negative id", "zero id"],
+)
+async def test_an_answer_that_proves_no_refusal_leaves_its_batch_unknown(
+    answer: Reply, client: AsyncVairoClient, recorder: Recorder, fake: FakeVairo
+) -> None:
+    recorder.script(None, answer)
+    rows = [Message(to=n, text="x") for n in numbers(6)]
+    result = await client.send_bulk(rows, batch_size=3, concurrency=1)
+    by_index = {o.index: o for o in result.outcomes}
+    assert by_index[0].state is BatchState.SENT
+    assert by_index[1].state is BatchState.UNKNOWN  # the emulator did accept it: not "safe"
+    assert isinstance(by_index[1].error, OutcomeUnknownError)
+    assert by_index[1].package_id is None
+    assert result.package_ids == [1]
+    assert fake.request_count(endpoint="send") == 2
+    assert_accounted(result, 6)
 
 
 async def test_unreachable_server_fails_every_batch_without_raising(
@@ -535,3 +562,258 @@ async def test_a_foreign_exception_leaves_its_batch_unknown(
     assert fake.request_count(endpoint="send") == 3
     assert [m.dest for m in fake.packages[2].messages] == [m.to for m in unknown.messages]
     assert fake.duplicates() == {}
+
+
+class SlowToClose(httpx.AsyncBaseTransport):
+    """Answers the first `answered` requests through `inner`, and holds the others forever.
+
+    A held request that is cancelled takes until `closed` is set to finish, as a connection
+    being torn down does; `closing` is set when the first one starts to.
+    """
+
+    def __init__(self, inner: httpx.AsyncBaseTransport, answered: int) -> None:
+        self._inner = inner
+        self._answered = answered
+        self.held = 0
+        self.holding = asyncio.Condition()
+        self.closing = asyncio.Event()
+        self.closed = asyncio.Event()
+
+    async def wait_holding(self, count: int) -> None:
+        async with self.holding:
+            await self.holding.wait_for(lambda: self.held >= count)
+
+    async def handle_async_request(self, request: httpx.Request) -> httpx.Response:
+        if self._answered:
+            self._answered -= 1
+            return await self._inner.handle_async_request(request)
+        async with self.holding:
+            self.held += 1
+            self.holding.notify_all()
+        try:
+            await asyncio.Event().wait()
+        except asyncio.CancelledError:
+            self.closing.set()
+            await self.closed.wait()
+            raise
+        raise AssertionError("a held request was answered")
+
+
+def hook_of(kind: str, seen: list[BulkProgress]) -> ProgressHook:
+    """A progress hook appending to `seen`: a plain function, or a coroutine function."""
+    if kind == "sync":
+        return seen.append
+
+    async def record(progress: BulkProgress) -> None:
+        await asyncio.sleep(0)  # a hook that awaits, as one writing to a database does
+        seen.append(progress)
+
+    return record
+
+
+@pytest.mark.parametrize("hook", ["sync", "async"])
+@pytest.mark.parametrize("again", [1, 3])
+async def test_a_campaign_cancelled_again_while_stopping_settles_every_batch(
+    hook: str, again: int, fake: FakeVairo
+) -> None:
+    # A timeout and a task-group abort at once, or an anyio scope redelivering its
+    # cancellation: the task is cancelled again while the campaign is stopping.
+    transport = SlowToClose(fake.transport(), answered=1)
+    seen: list[BulkProgress] = []
+    rows = [Message(to=n, text="x") for n in numbers(30)]
+    async with AsyncVairoClient(fake.api_key, sender="ACME", transport=transport) as client:
+        task = asyncio.create_task(
+            client.send_bulk(rows, batch_size=10, concurrency=2, on_progress=hook_of(hook, seen))
+        )
+        await transport.wait_holding(2)  # batch 0 sent; batches 1 and 2 in flight
+        task.cancel()
+        await transport.closing.wait()  # the campaign is stopping, its requests closing
+        for _ in range(again):
+            task.cancel()
+        transport.closed.set()
+        with pytest.raises(asyncio.CancelledError):
+            await task
+    states = sorted((p.outcome.index, p.outcome.state) for p in seen)
+    assert states == [(0, BatchState.SENT), (1, BatchState.UNKNOWN), (2, BatchState.UNKNOWN)]
+    assert seen[-1].total == seen[-1].read == 30
+    assert [p.outcome.package_id for p in seen if p.outcome.package_id] == [1]
+    assert asyncio.all_tasks() == {asyncio.current_task()}
+
+
+async def test_a_cancellation_while_stopping_still_logs_the_ids_not_yet_taken(
+    fake: FakeVairo, caplog: pytest.LogCaptureFixture
+) -> None:
+    transport = SlowToClose(fake.transport(), answered=2)
+    rows = [Message(to=n, text="x") for n in numbers(30)]
+    two_settled = asyncio.Event()
+
+    def progress(p: BulkProgress) -> None:
+        if p.batches == 2:
+            two_settled.set()
+
+    async with AsyncVairoClient(fake.api_key, sender="ACME", transport=transport) as client:
+        outcomes = client.iter_bulk(rows, batch_size=10, concurrency=3, on_progress=progress)
+
+        async def take_one() -> None:
+            await anext(outcomes)
+            await two_settled.wait()  # one sent batch taken, the other not
+            await transport.wait_holding(1)  # and the third in flight
+            await outcomes.aclose()
+
+        task = asyncio.create_task(take_one())
+        await transport.closing.wait()
+        task.cancel()
+        transport.closed.set()
+        with pytest.raises(asyncio.CancelledError):
+            await task
+    assert "stopped before yielding 1 sent batches; their package ids: " in caplog.text
+    assert caplog.text.split("their package ids: ")[1].split()[0] in {"1", "2"}
+
+
+class CountsAnswers(Recorder):
+    """A `Recorder` whose `answered` is set once `count` requests have been answered."""
+
+    def __init__(self, fake: FakeVairo, count: int) -> None:
+        super().__init__(fake)
+        self._left = count
+        self.answered = asyncio.Event()
+
+    async def handle_async_request(self, request: httpx.Request) -> httpx.Response:
+        response = await super().handle_async_request(request)
+        self._left -= 1
+        if self._left <= 0:
+            self.answered.set()
+        return response
+
+
+async def test_an_async_progress_hook_is_awaited_in_settle_order(fake: FakeVairo) -> None:
+    recorder = CountsAnswers(fake, 3)
+    seen: list[BulkProgress] = []
+    running = overlaps = 0
+    others_answered = False
+    requests_at_first_return = 0
+
+    async def store(progress: BulkProgress) -> None:
+        nonlocal running, overlaps, others_answered, requests_at_first_return
+        overlaps += running
+        running += 1
+        if not seen:  # a slow first call: the other batches in flight are answered meanwhile
+            try:
+                async with asyncio.timeout(5):
+                    await recorder.answered.wait()
+                others_answered = True
+            except TimeoutError:
+                pass
+            requests_at_first_return = len(recorder.requests)
+        seen.append(progress)
+        running -= 1
+
+    rows = [Message(to=n, text="x") for n in numbers(10)]
+    taken = []
+    async with AsyncVairoClient(fake.api_key, sender="ACME", transport=recorder) as client:
+        outcomes = client.iter_bulk(rows, batch_size=1, concurrency=3, on_progress=store)
+        async for outcome in outcomes:
+            assert outcome in [p.outcome for p in seen]  # the hook has seen it first
+            taken.append(outcome)
+    assert overlaps == 0  # one call at a time
+    assert others_answered
+    # Three slots: while the first call ran, no fourth batch was sent.
+    assert requests_at_first_return == 3
+    assert [p.batches for p in seen] == list(range(1, 11))
+    assert [p.outcome for p in seen] == taken
+    assert sorted(p.outcome.package_id or 0 for p in seen) == list(range(1, 11))
+    assert seen[-1].sent == seen[-1].total == 10
+
+
+async def test_an_async_progress_hook_that_raises_is_logged_and_the_campaign_goes_on(
+    client: AsyncVairoClient, caplog: pytest.LogCaptureFixture
+) -> None:
+    calls = 0
+
+    async def broken(progress: BulkProgress) -> None:
+        nonlocal calls
+        calls += 1
+        await asyncio.sleep(0)
+        raise RuntimeError("database is down")
+
+    rows = [Message(to=n, text="x") for n in numbers(6)]
+    result = await client.send_bulk(rows, batch_size=2, on_progress=broken)
+    assert result.sent == 6
+    assert calls == 3
+    assert caplog.text.count("on_progress raised") == 3
+    assert "database is down" in caplog.text
+
+
+async def test_an_async_progress_hook_cancelled_on_its_own_is_logged(
+    client: AsyncVairoClient, caplog: pytest.LogCaptureFixture
+) -> None:
+    async def cancelled(progress: BulkProgress) -> None:
+        raise asyncio.CancelledError  # what awaiting a future cancelled elsewhere raises
+
+    rows = [Message(to=n, text="x") for n in numbers(4)]
+    result = await client.send_bulk(rows, batch_size=2, on_progress=cancelled)
+    assert result.sent == 4
+    assert caplog.text.count("on_progress raised") == 2
+
+
+async def test_an_async_progress_hook_hears_of_the_batches_settled_on_cancellation(
+    client: AsyncVairoClient, recorder: Recorder
+) -> None:
+    recorder.hold()
+    seen: list[BulkProgress] = []
+    rows = [Message(to=n, text="x") for n in numbers(100)]
+    task = asyncio.create_task(
+        client.send_bulk(rows, batch_size=10, concurrency=2, on_progress=hook_of("async", seen))
+    )
+    await recorder.wait_in_flight(2)
+    task.cancel()
+    with pytest.raises(asyncio.CancelledError):
+        await task
+    assert [p.outcome.state for p in seen].count(BatchState.UNKNOWN) == 2
+    assert seen[-1].total == seen[-1].read
+    assert asyncio.all_tasks() == {asyncio.current_task()}
+
+
+@pytest.mark.parametrize("hook", ["sync", "async"])
+async def test_rows_still_forming_a_batch_when_cancelled_are_failed(
+    hook: str, client: AsyncVairoClient, fake: FakeVairo
+) -> None:
+    read_three = asyncio.Event()
+
+    async def rows() -> AsyncIterator[Message]:
+        for number in numbers(3):
+            yield Message(to=number, text="x")
+        read_three.set()
+        await asyncio.Event().wait()  # an input that stalls: a queue with nothing in it
+
+    seen: list[BulkProgress] = []
+    task = asyncio.create_task(
+        client.send_bulk(rows(), batch_size=10, on_progress=hook_of(hook, seen))
+    )
+    await read_three.wait()
+    task.cancel()
+    with pytest.raises(asyncio.CancelledError):
+        await task
+    (progress,) = seen
+    assert progress.outcome.state is BatchState.FAILED
+    assert isinstance(progress.outcome.error, TransportError)
+    assert not progress.outcome.error.may_have_reached_server
+    assert progress.failed == progress.read == 3
+    assert fake.requests == ()
+
+
+async def test_a_foreign_submit_raising_leaves_its_batch_unknown() -> None:
+    # Campaign takes any `submit`: one that raises something other than a VairoError may
+    # have sent the batch.
+    async def submit(sender: str, messages: list[Message], tr_char: bool, hook: object) -> int:
+        raise KeyError("not ours")
+
+    campaign = Campaign(
+        submit, sender="ACME", batch_size=2, concurrency=1, rate=None, on_progress=None
+    )
+    outcomes = [o async for o in campaign.run([Message(to=n, text="x") for n in numbers(3)])]
+    assert [o.state for o in outcomes] == [BatchState.UNKNOWN, BatchState.UNKNOWN]
+    error = outcomes[0].error
+    assert isinstance(error, OutcomeUnknownError)
+    assert isinstance(error.error.__cause__, KeyError)
+    assert "unexpected KeyError" in str(error)

@@ -2,24 +2,29 @@
 
 from __future__ import annotations
 
+import asyncio
 import json
 import ssl
 
 import httpx
 import pytest
 
-from tests.support import API_KEY, Recorder, accept_package
+from tests.support import API_KEY, Raise, Recorder, Reply, accept_package, load_sample
 from vairo_async import (
     AsyncVairoClient,
     ClientClosedError,
     ConfigurationError,
     InvalidRequestError,
     Message,
+    OutcomeUnknownError,
     PackageStatus,
     Submission,
+    UnexpectedResponseError,
+    VairoError,
+    WrongEventLoopError,
 )
 from vairo_async._transport import AiohttpTransport
-from vairo_async.testing import FakeVairo, SentMessage
+from vairo_async.testing import FakeVairo, Fault, SentMessage
 
 
 @pytest.fixture
@@ -143,6 +148,37 @@ async def test_get_report(client: AsyncVairoClient, recorder: Recorder, fake: Fa
     assert request.url.path == "/Panel/api/v1/GonderimBilgisi/52"
     assert request.url.params["api_key"] == API_KEY
     assert fake.packages[52].polls == 1
+
+
+async def test_a_report_of_another_package_is_an_unexpected_answer(
+    client: AsyncVairoClient, recorder: Recorder, fake: FakeVairo
+) -> None:
+    assert await accept_package(fake) == 52
+    sample = load_sample("report_completed.json")
+    sample["aciklama"]["id"] = 1052
+    recorder.script(Reply(200, json=sample))
+    async with client:
+        with pytest.raises(UnexpectedResponseError) as info:
+            await client.get_report(52)
+        assert "1052" in str(info.value)
+        assert "52" in info.value.body
+        assert (await client.get_report(52)).package_id == 52
+    assert len(recorder.requests) == 2
+
+
+async def test_answers_after_a_utf8_bom_are_read(
+    client: AsyncVairoClient, recorder: Recorder, fake: FakeVairo
+) -> None:
+    bom = b"\xef\xbb\xbf"
+    recorder.script(Reply(200, content=bom + b'{"durum":true,"aciklama":"52"}', after=True))
+    async with client:
+        sub = await client.send("Merhaba", to="5399999999")
+        assert sub.package_id == 52
+        report = load_sample("report_completed.json")
+        report["aciklama"]["id"] = 52
+        recorder.script(Reply(200, content=bom + json.dumps(report).encode()))
+        assert (await client.get_report(52)).package_id == 52
+    assert [p.package_id for p in fake.packages.values()] == [52]
 
 
 @pytest.mark.parametrize("bad", [-1, "52", 5.0, None, True])
@@ -335,6 +371,63 @@ async def test_use_after_close_is_a_clear_error(
             pass
     assert recorder.requests == []
     assert fake.requests == ()
+
+
+async def test_a_client_used_from_a_second_event_loop_fails_before_any_request(
+    fake: FakeVairo,
+) -> None:
+    # A client built at module level and used by two event loops in turn: its connections
+    # belong to the first. The second loop's send must fail before it reaches the server.
+    async with fake.serve() as url:
+
+        def two_loops() -> tuple[int, WrongEventLoopError, WrongEventLoopError]:
+            client = AsyncVairoClient(fake.api_key, sender="ACME", base_url=url)
+            first, second = asyncio.new_event_loop(), asyncio.new_event_loop()
+            try:
+                sub = first.run_until_complete(client.send("bir", to="5399999999"))
+                with pytest.raises(WrongEventLoopError) as send:
+                    second.run_until_complete(client.send("iki", to="5399999999"))
+                with pytest.raises(WrongEventLoopError) as report:
+                    second.run_until_complete(client.get_report(sub.package_id))
+                first.run_until_complete(client.aclose())
+            finally:
+                first.close()
+                second.close()
+            return sub.package_id, send.value, report.value
+
+        package_id, send_error, report_error = await asyncio.to_thread(two_loops)
+    assert isinstance(send_error, RuntimeError)
+    assert "event loop" in str(send_error)
+    assert [(m.package_id, m.text) for m in fake.messages] == [(package_id, "bir")]
+    assert fake.request_count(endpoint="send") == 1
+    assert fake.request_count(endpoint="report") == 0
+    assert str(report_error) == str(send_error)
+
+
+@pytest.mark.parametrize("error", [RuntimeError, KeyError, OSError])
+@pytest.mark.parametrize("after", [False, True])
+async def test_an_unexpected_exception_in_a_send_is_an_unknown_outcome(
+    error: type[Exception],
+    after: bool,
+    client: AsyncVairoClient,
+    recorder: Recorder,
+    fake: FakeVairo,
+) -> None:
+    # Something no httpx transport should raise (a bug, a foreign transport), before or after
+    # the server accepted: the SDK cannot know whether the SMS went out.
+    recorder.script(Raise(error, after=after), Fault.rate_limit(retry_after=0), Raise(error))
+    async with client:
+        with pytest.raises(OutcomeUnknownError) as first:
+            await client.send("bir", to="5399999999")
+        with pytest.raises(OutcomeUnknownError) as second:  # on a retry, after a 429
+            await client.send_messages([Message(to="5399999999", text="iki")])
+    for info in (first, second):
+        assert isinstance(info.value.error, VairoError)
+        assert isinstance(info.value.error.__cause__, error)
+        assert info.value.__cause__ is info.value.error
+        assert f"unexpected {error.__name__}" in str(info.value)
+    assert len(recorder.requests) == 3  # neither was resent
+    assert [m.text for m in fake.messages] == (["bir"] if after else [])
 
 
 def test_default_timeouts_are_set() -> None:

@@ -11,13 +11,13 @@ import vairo_async
 from tests.support import API_KEY
 from vairo_async import AsyncVairoClient, Message, ServerError, TransportError
 from vairo_async._endpoints import ENDPOINTS, REPORT, SEND
-from vairo_async._models import PackageReport
+from vairo_async._models import PackageId, PackageReport
 from vairo_async.testing import FakeVairo, Fault
 
 
 def test_the_two_endpoints_as_the_api_document_names_them() -> None:
     assert [(e.name, e.method, e.path, e.sends_sms, e.answer) for e in ENDPOINTS] == [
-        ("SmsGonder", "POST", "SmsGonder", True, int),
+        ("SmsGonder", "POST", "SmsGonder", True, PackageId),
         ("GonderimBilgisi", "GET", "GonderimBilgisi/{package_id}", False, PackageReport),
     ]
     assert SEND.placeholders == ()

@@ -58,7 +58,11 @@ EXPECTED: dict[Failure, tuple[Reach, bool]] = {
     599: (MAYBE_SENT, True),
     Answer.MALFORMED: (MAYBE_SENT, False),
     200: (ANSWERED, False),  # durum: false
-    302: (ANSWERED, False),
+    300: (MAYBE_SENT, False),  # an answer that proves no refusal: a proxy's redirect
+    302: (MAYBE_SENT, False),
+    303: (MAYBE_SENT, False),
+    307: (MAYBE_SENT, False),
+    399: (MAYBE_SENT, False),
     400: (ANSWERED, False),
     401: (ANSWERED, False),
     403: (ANSWERED, False),
@@ -79,6 +83,11 @@ README_ROWS: dict[str, tuple[tuple[Failure, ...], str, str]] = {
         "`OutcomeUnknownError`",
     ),
     "HTTP 408": ((408,), "retried", "`APIError`"),
+    "HTTP 3xx (a redirect is never followed)": (
+        (300, 301, 302, 303, 307, 308),
+        "`APIError`",
+        "`OutcomeUnknownError`",
+    ),
     "HTTP 429, 503": ((429, 503), "retried", "retried"),
     "HTTP 500, 502, 504 (also as an HTML page)": (
         (500, 502, 504),

@@ -28,6 +28,7 @@ from vairo_async import (
     PackageExpiredError,
     PackageReport,
     PackageStatus,
+    UnexpectedResponseError,
     WaitAllError,
     WaitTimeoutError,
 )
@@ -191,6 +192,21 @@ async def test_unknown_id_is_raised_after_one_poll(
         await client.wait_until_final(UNKNOWN_ID, timeout=10, **FAST)
     assert caught.value.status_code == 404
     assert fake.request_count("report") == 1
+
+
+@pytest.mark.parametrize("answered", [1101, "1101", 0])
+async def test_a_report_of_another_package_ends_the_wait(
+    answered: object, client: AsyncVairoClient, recorder: Recorder
+) -> None:
+    # A cache or proxy in front of the API answers with another package's final report.
+    sample = load_sample("report_completed.json")
+    sample["aciklama"]["id"] = answered
+    recorder.script(Reply(200, json=sample))
+    with pytest.raises(UnexpectedResponseError) as info:
+        await client.wait_until_final(101, timeout=5, **FAST)
+    assert info.value.status_code == 200
+    assert "id" in str(info.value)
+    assert len(recorder.requests) == 1  # not polled again: a wrong answer is not transient
 
 
 async def test_transient_poll_failures_do_not_end_the_wait(

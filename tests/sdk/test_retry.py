@@ -92,6 +92,11 @@ TABLE: dict[str, tuple[Step, tuple[int, type[VairoError]], tuple[int, type[Vairo
     "403": (answering(403), (1, AuthenticationError), (1, AuthenticationError)),
     "400 durum false": (answering(400), (1, APIError), (1, APIError)),
     "200 durum false": (answering(200), (1, APIError), (1, APIError)),
+    "303 redirect": (
+        answering(303, b"", location="https://vairosms.com/Panel/"),
+        (1, APIError),
+        (1, OutcomeUnknownError),
+    ),
     "200 not json": (answering(200, HTML), (1, UnexpectedResponseError), (1, OutcomeUnknownError)),
     "200 wrong shape": (
         answering(200, {"durum": True, "aciklama": {"x": 1}}),
@@ -156,6 +161,22 @@ async def test_classification(kind: str, method: str, recorder: Recorder, fake: 
     if error is OutcomeUnknownError:
         assert isinstance(info.value.error, VairoError)  # type: ignore[attr-defined]
         assert info.value.__cause__ is info.value.error  # type: ignore[attr-defined]
+
+
+@pytest.mark.parametrize("status", [301, 302, 303, 307, 308])
+async def test_a_redirect_after_the_server_accepted_leaves_the_send_unknown(
+    status: int, recorder: Recorder, fake: FakeVairo
+) -> None:
+    # A proxy or a moved panel answers 3xx after the emulator accepted the package: nothing
+    # in that answer proves a refusal, so resending could deliver the SMS twice.
+    recorder.script(Reply(status, headers={"location": "https://vairosms.com/Panel/"}, after=True))
+    async with make_client(recorder) as client:
+        with pytest.raises(OutcomeUnknownError) as info:
+            await client.send("hi", to="5399999999")
+    assert isinstance(info.value.error, APIError)
+    assert info.value.error.status_code == status
+    assert len(recorder.requests) == 1
+    assert [m.text for m in fake.sent_to("5399999999")] == ["x", "hi"]
 
 
 @pytest.mark.parametrize(

@@ -24,6 +24,7 @@ from vairo_async import (
     _wire,
 )
 from vairo_async._constants import ISTANBUL
+from vairo_async._endpoints import SEND
 from vairo_async._wire import SendRequest, converter, decode, dumps, encode_send, make_converter
 
 KEY = "the-key"
@@ -126,6 +127,32 @@ def test_package_id_of_another_shape_is_unexpected(wire: object) -> None:
     assert info.value.status_code == 200
 
 
+@pytest.mark.parametrize("wire", [-5, "-5", 0, "0", "-0", 5.0, "5.0", " 5", "+5", "٥"])
+def test_a_package_id_that_is_not_a_positive_integer_is_unexpected(wire: object) -> None:
+    body = _body({"durum": True, "aciklama": wire})
+    with pytest.raises(UnexpectedResponseError, match="positive integer") as info:
+        decode(200, body, None, SEND.answer, KEY)
+    assert info.value.status_code == 200
+    with pytest.raises(UnexpectedResponseError, match=r"\$\.id"):
+        _report(id=wire)
+
+
+@pytest.mark.parametrize("codec", ["orjson", "json"])
+def test_a_utf8_bom_before_the_json_is_read_past(
+    codec: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from vairo_async import _wire
+
+    if codec == "json":
+        monkeypatch.setattr(_wire, "orjson", None)
+    bom = b"\xef\xbb\xbf"  # PHP back ends that save their sources with one emit it
+    assert decode(200, bom + b'{"durum": true, "aciklama": 52}', None, SEND.answer, KEY) == 52
+    with pytest.raises(APIError, match="Yetersiz kredi"):
+        decode(200, bom + _body({"durum": False, "aciklama": "Yetersiz kredi"}), None, int, KEY)
+    with pytest.raises(UnexpectedResponseError, match="not JSON"):
+        decode(200, bom + b"<html>", None, int, KEY)
+
+
 @pytest.mark.parametrize("wire", [2, 7, -5, "3"])
 def test_unknown_status_does_not_crash(wire: object) -> None:
     report = _report(paket_durum=wire)
@@ -170,6 +197,15 @@ def test_missing_field_raises_unexpected_response() -> None:
     del data["aciklama"]["kredi_toplam"]
     with pytest.raises(UnexpectedResponseError, match="kredi_toplam"):
         decode(200, _body(data), None, PackageReport, KEY)
+
+
+@pytest.mark.parametrize("body", [b"", b"<html>Moved</html>", b'{"location": "/Panel/"}'])
+def test_a_redirect_is_an_api_error_with_its_status(body: bytes) -> None:
+    with pytest.raises(APIError) as info:
+        decode(303, body, None, SEND.answer, KEY)
+    assert type(info.value) is APIError
+    assert info.value.status_code == 303
+    assert info.value.message.startswith("answer ")
 
 
 def test_durum_false_with_200_is_api_error() -> None:

@@ -29,6 +29,7 @@ from vairo_async import (
     SentNotRecordedError,
     SqliteJournal,
     Submission,
+    WrongEventLoopError,
     segments,
     transliterate_turkish,
 )
@@ -69,6 +70,15 @@ async def everything() -> None:
         rows: Messages = (Message(to="5399999999", text=str(n)) for n in range(3))
         hook: ProgressHook = progress
         result: BulkResult = await vairo.send_bulk(rows, on_progress=hook, concurrency=2)
+
+        async def store(p: BulkProgress) -> None:
+            print(p.outcome.package_id)
+
+        result = await vairo.send_bulk(rows, on_progress=store)
+        try:
+            await vairo.get_report(package_id)
+        except WrongEventLoopError as exc:
+            print("build one client per event loop:", exc)
         ids: list[int] = result.package_ids
         rows = [Message(to="0539 999 99 99", text="Merhaba", ref=("customer", 42))]
         optout: set[str] = {"+90 539 999 99 98"}
