@@ -41,6 +41,7 @@ from ._retry import BeforeAttempt, RetryPolicy, parse_retry_after
 from ._segments import credits_of, needs_turkish_shift
 from ._validate import Problems, check_message, check_sender, describe
 from ._wire import decode, encode_send
+from ._wording import describe as describe_request_error
 
 __all__ = ["AsyncVairoClient"]
 
@@ -454,7 +455,7 @@ class AsyncVairoClient:
         except httpx.RequestError as exc:
             scrub_exception(exc, self._key)
             raise TransportError(
-                f"{type(exc).__name__}: {redact(str(exc), self._key) or 'no detail'}",
+                redact(describe_request_error(exc), self._key),
                 may_have_reached_server=reach_of_exception(exc) is not Reach.NOT_SENT,
             ) from exc
         retry_after = parse_retry_after(response.headers.get("retry-after"))
