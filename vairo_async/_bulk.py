@@ -20,6 +20,7 @@ from collections.abc import AsyncGenerator, AsyncIterable, Awaitable, Callable, 
 import attrs
 from aiolimiter import AsyncLimiter
 
+from . import _otel
 from ._errors import InvalidRequestError, OutcomeUnknownError, TransportError, VairoError
 from ._models import BatchOutcome, BatchState, BulkProgress, Message, Rejection
 from ._retry import BeforeAttempt
@@ -98,6 +99,8 @@ class Campaign:
         self._exclude = exclude
         self._sender = sender
         self._batch_size = batch_size
+        self._concurrency = concurrency
+        self._rate = rate
         self._slots = asyncio.Semaphore(concurrency)
         self._limiter = None if rate is None else AsyncLimiter(1, 1 / rate)
         self._on_progress = on_progress
@@ -123,7 +126,10 @@ class Campaign:
             BaseException: Whatever the input raised (a row that is not a `Message` is a
                 `TypeError`), after every outcome of the rows read before it.
         """
-        producer = asyncio.create_task(self._produce(rows))
+        traced = _otel.campaign(self._batch_size, self._concurrency, self._rate)
+        producer = asyncio.create_task(
+            self._produce(rows), context=None if traced is None else traced.context
+        )
         try:
             while not isinstance(outcome := await self._results.get(), _Stopped):
                 self._slots.release()  # the outcome is taken: its slot may carry another batch
@@ -131,6 +137,10 @@ class Campaign:
             await producer
         finally:
             await self._stop(producer)
+            if traced is not None:
+                traced.end(
+                    self._counts, self._rejected, self._batches, self.rows_read, self.source_error
+                )
         if self.source_error is not None:
             raise self.source_error
 
@@ -253,6 +263,7 @@ class Campaign:
             estimated_credits=batch.credits,
         )
         self._counts[state] += len(batch.messages)
+        _otel.count_messages(state, len(batch.messages), len(batch.rejected))
         self._rejected += len(batch.rejected)
         self._batches += 1
         if state is BatchState.SENT:

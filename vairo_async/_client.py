@@ -10,6 +10,7 @@ from typing import Generic, Self, TypeVar
 
 import httpx
 
+from . import _otel
 from ._bulk import Campaign, Messages, ProgressHook
 from ._config import BulkSettings, ClientSettings
 from ._constants import (
@@ -406,7 +407,9 @@ class AsyncVairoClient:
         the `Submit` a `Campaign` takes.
         """
         body = encode_send(sender, messages, tr_char)
-        return await self._request(SEND, content=body, before_attempt=before_attempt)
+        return await self._request(
+            SEND, content=body, before_attempt=before_attempt, size=len(messages)
+        )
 
     def _url(self, endpoint: Endpoint[object], path_args: Mapping[str, object] | None) -> httpx.URL:
         if endpoint.placeholders:
@@ -426,11 +429,13 @@ class AsyncVairoClient:
         *,
         content: bytes | None = None,
         before_attempt: BeforeAttempt | None = None,
+        size: int | None = None,
     ) -> T:
         """Call `endpoint` under its retry rule; its answer decoded, or raised as a VairoError.
 
         The request is built once and sent on every attempt. `before_attempt` is awaited
-        before each of them with the attempt's number (1 for the first).
+        before each of them with the attempt's number (1 for the first). `size` is the
+        number of messages a send carries (for its trace).
         """
         self._check_open()
         call = _Call(
@@ -443,6 +448,8 @@ class AsyncVairoClient:
             ),
             before_attempt,
         )
+        if (traced := _otel.call(endpoint, path_args, size)) is not None:
+            return await traced.run(self._retry, self._attempt, call)
         return await self._retry.run(endpoint, self._attempt, call)
 
     async def _attempt(self, number: int, call: _Call[T]) -> T:
@@ -458,6 +465,7 @@ class AsyncVairoClient:
                 redact(describe_request_error(exc), self._key),
                 may_have_reached_server=reach_of_exception(exc) is not Reach.NOT_SENT,
             ) from exc
+        call.status = response.status_code
         retry_after = parse_retry_after(response.headers.get("retry-after"))
         return decode(
             response.status_code, response.content, retry_after, call.endpoint.answer, self._key
@@ -569,7 +577,7 @@ class _Call(Generic[T]):
     Its repr names the endpoint only, since the request's URL carries the API key.
     """
 
-    __slots__ = ("before_attempt", "endpoint", "request")
+    __slots__ = ("before_attempt", "endpoint", "request", "status")
 
     def __init__(
         self, endpoint: Endpoint[T], request: httpx.Request, before_attempt: BeforeAttempt | None
@@ -577,6 +585,7 @@ class _Call(Generic[T]):
         self.endpoint = endpoint
         self.request = request
         self.before_attempt = before_attempt
+        self.status: int | None = None  # of the last answer
 
     def __repr__(self) -> str:
         return f"<{self.endpoint.method} {self.endpoint.name} call>"
