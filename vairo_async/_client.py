@@ -457,6 +457,7 @@ class AsyncVairoClient:
         if call.before_attempt is not None:
             await call.before_attempt(number)
         self._check_open()
+        call.attempts = number
         try:
             response = await self._http.send(call.request)
         except httpx.RequestError as exc:
@@ -577,7 +578,7 @@ class _Call(Generic[T]):
     Its repr names the endpoint only, since the request's URL carries the API key.
     """
 
-    __slots__ = ("before_attempt", "endpoint", "request", "status")
+    __slots__ = ("attempts", "before_attempt", "endpoint", "request", "status")
 
     def __init__(
         self, endpoint: Endpoint[T], request: httpx.Request, before_attempt: BeforeAttempt | None
@@ -585,6 +586,7 @@ class _Call(Generic[T]):
         self.endpoint = endpoint
         self.request = request
         self.before_attempt = before_attempt
+        self.attempts = 0  # HTTP attempts made so far
         self.status: int | None = None  # of the last answer
 
     def __repr__(self) -> str:

@@ -63,7 +63,10 @@ _in_campaign: contextvars.ContextVar[bool] = contextvars.ContextVar(
 
 
 class _Call(Protocol):
-    """What a traced call reads of the client's call: the status of its last answer."""
+    """What a traced call reads of the client's call: its attempts, its last answer's status."""
+
+    @property
+    def attempts(self) -> int: ...
 
     @property
     def status(self) -> int | None: ...
@@ -128,7 +131,7 @@ if ENABLED:
 class CallTrace:
     """The span and measurements of one API call; `run` makes the call under them."""
 
-    __slots__ = ("_attempts", "_endpoint", "_errors", "_messages", "_package_id", "_span")
+    __slots__ = ("_endpoint", "_errors", "_messages", "_package_id", "_span")
 
     def __init__(
         self, endpoint: Endpoint[object], messages: int | None, package_id: int | None
@@ -136,12 +139,10 @@ class CallTrace:
         self._endpoint = endpoint
         self._messages = messages
         self._package_id = package_id
-        self._attempts = 0
         self._errors: list[BaseException] = []
         self._span = _tracer.start_span(f"vairo.{endpoint.name}", kind=_trace.SpanKind.CLIENT)
 
     async def _counted(self, number: int, attempt: Callable[[int, C], Awaitable[T]], call: C) -> T:
-        self._attempts = number
         try:
             return await attempt(number, call)
         except Exception as exc:
@@ -157,11 +158,13 @@ class CallTrace:
         """`retry.run(endpoint, attempt, call)`, traced and measured."""
         span = self._span
         token = None
-        if span.is_recording():
-            token = _context.attach(_trace.set_span_in_context(span))
         start = time.perf_counter()
         try:
-            result = await retry.run(self._endpoint, self._counted, attempt, call)
+            if span.is_recording():
+                token = _context.attach(_trace.set_span_in_context(span))
+                result = await retry.run(self._endpoint, self._counted, attempt, call)
+            else:  # nothing to record but the metrics: no wrapper, no context
+                result = await retry.run(self._endpoint, attempt, call)
         except BaseException as exc:
             self._end(call, None, exc, start)
             raise
@@ -173,7 +176,7 @@ class CallTrace:
 
     def _end(self, call: _Call, result: object, error: BaseException | None, start: float) -> None:
         endpoint = self._endpoint
-        outcome = _outcome(endpoint, error, self._attempts)
+        outcome = _outcome(endpoint, error, call.attempts)
         status = call.status if error is None else _status_of(error)
         labels: dict[str, str | int] = {"vairo.endpoint": endpoint.name, "vairo.outcome": outcome}
         if status is not None:
@@ -186,7 +189,7 @@ class CallTrace:
             return
         span.set_attributes(labels)
         span.set_attribute("http.request.method", endpoint.method)
-        span.set_attribute("vairo.attempts", self._attempts)
+        span.set_attribute("vairo.attempts", call.attempts)
         retried = self._errors if error is None else self._errors[:-1]
         if retried:
             span.set_attribute("vairo.retry_reasons", [reason(e) for e in retried])

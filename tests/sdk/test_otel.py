@@ -7,9 +7,12 @@ in-memory exporter and metric reader, and runs real calls through the emulator.
 from __future__ import annotations
 
 import json
+import os
+import re
 import subprocess
 import sys
 from collections.abc import Iterator, Sequence
+from pathlib import Path
 from typing import Any
 
 import attrs
@@ -324,3 +327,27 @@ def test_without_the_api_package_nothing_is_traced() -> None:
     )
     assert result.returncode == 0, result.stderr
     assert result.stdout.split() == ["False", "None", "None", "2"]
+
+
+def test_the_readme_shows_what_a_campaign_trace_holds(tmp_path: Path) -> None:
+    text = (ROOT / "README.md").read_text(encoding="utf-8")
+    section = text[text.index("## Tracing and metrics\n") :]
+    section = section[: section.index("\n## ", 1)]
+    script = re.search(r"```python\n# trace_a_campaign\.py\n(.*?)```", section, re.S)
+    shown = re.search(r"```text\n(.*?)```", section, re.S)
+    assert script is not None
+    assert shown is not None
+    (tmp_path / "trace_a_campaign.py").write_text(script[1], encoding="utf-8")
+
+    result = subprocess.run(
+        [sys.executable, "-W", "error", "trace_a_campaign.py"],
+        capture_output=True,
+        text=True,
+        cwd=tmp_path,
+        env={**os.environ, "PYTHONPATH": str(ROOT)},
+        timeout=60,
+        check=False,
+    )
+
+    assert result.returncode == 0, result.stderr
+    assert result.stdout == shown[1]
