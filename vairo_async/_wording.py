@@ -79,7 +79,8 @@ def connect_failed(request: httpx.Request | None, reason: str) -> str:
         url = request.url
         where = f" to {url.host}:{url.port or (443 if url.scheme == 'https' else 80)}"
     reason = _ERRNO.sub("", reason).strip().rstrip(".")
-    reason = reason[:1].lower() + reason[1:]
+    if " " in reason and reason[1:2].islower():  # a sentence, not "TLS ..." or a class name
+        reason = reason[:1].lower() + reason[1:]
     return f"could not connect{where}" + (f" ({reason})" if reason else "")
 
 

@@ -25,7 +25,14 @@ from opentelemetry.sdk.trace.export.in_memory_span_exporter import InMemorySpanE
 from opentelemetry.trace import StatusCode
 
 from tests.support import API_KEY, ROOT, Recorder, Reply
-from vairo_async import AsyncVairoClient, Message, OutcomeUnknownError, ServerError, _otel
+from vairo_async import (
+    AsyncVairoClient,
+    Message,
+    OutcomeUnknownError,
+    ServerError,
+    TransportError,
+    _otel,
+)
 from vairo_async._endpoints import SEND
 from vairo_async.testing import FakeVairo, Fault
 
@@ -351,3 +358,11 @@ def test_the_readme_shows_what_a_campaign_trace_holds(tmp_path: Path) -> None:
 
     assert result.returncode == 0, result.stderr
     assert result.stdout == shown[1]
+
+
+def test_reasons_name_no_text() -> None:
+    assert _otel.reason(ServerError("Sunucu hatası", status_code=503)) == "HTTP 503"
+    assert _otel.reason(TransportError("x", may_have_reached_server=True)) == "TransportError"
+    assert _otel.reason(OutcomeUnknownError(ServerError("x", status_code=500))) == (
+        "OutcomeUnknownError"
+    )

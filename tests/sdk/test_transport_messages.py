@@ -11,8 +11,14 @@ from __future__ import annotations
 import asyncio
 import re
 import socket
+import ssl
 
+import aiohttp
+import httpx
 import pytest
+import yarl
+from aiohttp.client_reqrep import ConnectionKey
+from multidict import CIMultiDict, CIMultiDictProxy
 
 from tests.sdk.test_transport_contract import (
     PREFIX,
@@ -25,6 +31,7 @@ from tests.sdk.test_transport_contract import (
 from tests.sdk.test_transport_contract import stack as stack  # the two-stack fixture
 from tests.support import API_KEY
 from vairo_async import OutcomeUnknownError, TransportError, VairoError
+from vairo_async._transport import _httpx_error
 from vairo_async._wording import connect_failed, cut_answer, describe, timed_out
 
 
@@ -142,8 +149,6 @@ def test_cut_answer_reads_both_libraries_counts() -> None:
 
 
 def test_a_timeout_without_a_request_has_no_limit() -> None:
-    import httpx
-
     assert timed_out(httpx.ReadTimeout, None) == "no answer within the read timeout"
     assert describe(httpx.PoolTimeout("x")) == (
         "PoolTimeout: no free connection in the pool within the pool timeout"
@@ -151,8 +156,6 @@ def test_a_timeout_without_a_request_has_no_limit() -> None:
 
 
 def test_other_httpx_failures_are_worded() -> None:
-    import httpx
-
     assert describe(httpx.WriteError("x")) == (
         "WriteError: connection lost while the request was being sent"
     )
@@ -167,3 +170,77 @@ def test_other_httpx_failures_are_worded() -> None:
     assert connect_failed(None, "[Errno 113] No route to host.") == (
         "could not connect (no route to host)"
     )
+
+
+# --- aiohttp failures no loopback socket provokes easily ---------------------------------
+
+_KEY = ConnectionKey("vairosms.com", 443, True, True, None, None, None, None)
+_REQUEST = httpx.Request("POST", "https://vairosms.com/Panel/api/v1/SmsGonder?api_key=K")
+
+AIOHTTP_CASES: list[tuple[BaseException, type[httpx.TransportError], str]] = [
+    (
+        aiohttp.ClientConnectorCertificateError(_KEY, ssl.SSLCertVerificationError("bad")),
+        httpx.ConnectError,
+        "could not connect to vairosms.com:443 (TLS certificate not accepted)",
+    ),
+    (
+        aiohttp.ClientConnectorSSLError(_KEY, ssl.SSLError("handshake")),
+        httpx.ConnectError,
+        "could not connect to vairosms.com:443 (TLS handshake failed)",
+    ),
+    (
+        aiohttp.ClientConnectorError(_KEY, OSError(113, "No route to host")),
+        httpx.ConnectError,
+        "could not connect to vairosms.com:443 (no route to host)",
+    ),
+    (
+        aiohttp.ClientConnectorError(_KEY, TimeoutError()),
+        httpx.ConnectError,
+        "could not connect to vairosms.com:443 (TimeoutError)",
+    ),
+    (
+        aiohttp.ClientHttpProxyError(
+            aiohttp.RequestInfo(
+                yarl.URL("http://proxy:3128"),
+                "CONNECT",
+                CIMultiDictProxy(CIMultiDict()),
+                yarl.URL("http://proxy:3128"),
+            ),
+            (),
+            status=407,
+            message="Proxy Authentication Required",
+        ),
+        httpx.ConnectError,
+        "the proxy refused the connection (the proxy answered HTTP 407)",
+    ),
+    (
+        aiohttp.ClientConnectionResetError("Cannot write to closing transport"),
+        httpx.WriteError,
+        "connection lost while the request was being sent",
+    ),
+    (
+        aiohttp.InvalidURL("https://vairosms.com:x/?api_key=K"),
+        httpx.UnsupportedProtocol,
+        "the URL cannot be requested (unsupported scheme or malformed URL)",
+    ),
+    (
+        aiohttp.ClientOSError(104, "Connection reset by peer"),
+        httpx.ReadError,
+        "connection lost while the answer was being read (Connection reset by peer)",
+    ),
+    (aiohttp.ClientOSError(), httpx.ReadError, "the HTTP exchange failed (ClientOSError)"),
+    (TimeoutError(), httpx.ReadTimeout, "no answer within the read timeout"),
+]
+
+
+@pytest.mark.parametrize(
+    ("exc", "httpx_class", "words"), AIOHTTP_CASES, ids=[w for _, _, w in AIOHTTP_CASES]
+)
+def test_aiohttp_failures_are_worded(
+    exc: BaseException, httpx_class: type[httpx.TransportError], words: str
+) -> None:
+    error = _httpx_error(exc, _REQUEST)
+    assert type(error) is httpx_class
+    assert str(error) == words
+    assert describe(error) == f"{httpx_class.__name__}: {words}"
+    assert "api_key" not in str(error)
