@@ -16,6 +16,7 @@ from pathlib import Path
 from typing import Any
 
 import attrs
+import httpx
 import pytest
 from opentelemetry.sdk.metrics import MeterProvider
 from opentelemetry.sdk.metrics.export import InMemoryMetricReader
@@ -363,6 +364,9 @@ def test_the_readme_shows_what_a_campaign_trace_holds(tmp_path: Path) -> None:
 def test_reasons_name_no_text() -> None:
     assert _otel.reason(ServerError("Sunucu hatası", status_code=503)) == "HTTP 503"
     assert _otel.reason(TransportError("x", may_have_reached_server=True)) == "TransportError"
+    refused = TransportError("could not connect", may_have_reached_server=False)
+    refused.__cause__ = httpx.ConnectError("All connection attempts failed")
+    assert _otel.reason(refused) == "ConnectError"
     assert _otel.reason(OutcomeUnknownError(ServerError("x", status_code=500))) == (
         "OutcomeUnknownError"
     )
