@@ -29,6 +29,7 @@ from typing import Any
 import attrs
 from aiolimiter import AsyncLimiter
 
+from . import _otel
 from ._errors import InvalidRequestError, OutcomeUnknownError, TransportError, VairoError
 from ._models import BatchOutcome, BatchState, BulkProgress, Message, Rejection
 from ._retry import BeforeAttempt
@@ -111,6 +112,8 @@ class Campaign:
         self._exclude = exclude
         self._sender = sender
         self._batch_size = batch_size
+        self._concurrency = concurrency
+        self._rate = rate
         self._slots = asyncio.Semaphore(concurrency)
         self._limiter = None if rate is None else AsyncLimiter(1, 1 / rate)
         self._on_progress = on_progress
@@ -141,7 +144,10 @@ class Campaign:
             BaseException: Whatever the input raised (a row that is not a `Message` is a
                 `TypeError`), after every outcome of the rows read before it.
         """
-        producer = asyncio.create_task(self._produce(rows))
+        traced = _otel.campaign(self._batch_size, self._concurrency, self._rate)
+        producer = asyncio.create_task(
+            self._produce(rows), context=None if traced is None else traced.context
+        )
         try:
             while not isinstance(outcome := await self._results.get(), _Stopped):
                 self._slots.release()  # the outcome is taken: its slot may carry another batch
@@ -149,6 +155,10 @@ class Campaign:
             await producer
         finally:
             await self._stop(producer)
+            if traced is not None:
+                traced.end(
+                    self._counts, self._rejected, self._batches, self.rows_read, self.source_error
+                )
         if self.source_error is not None:
             raise self.source_error
 
@@ -297,6 +307,7 @@ class Campaign:
             estimated_credits=batch.credits,
         )
         self._counts[state] += len(batch.messages)
+        _otel.count_messages(state, len(batch.messages), len(batch.rejected))
         self._rejected += len(batch.rejected)
         self._batches += 1
         if state is BatchState.SENT:

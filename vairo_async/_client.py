@@ -11,7 +11,10 @@ from typing import Generic, Self, TypeVar
 
 import httpx
 
-from . import _intercept  # noqa: F401 - takes httpx's originals at import, before any mock
+from . import (
+    _intercept,  # noqa: F401 - takes httpx's originals at import, before any mock
+    _otel,
+)
 from ._bulk import Campaign, Messages, ProgressHook
 from ._config import BulkSettings, ClientSettings
 from ._constants import (
@@ -47,6 +50,7 @@ from ._retry import BeforeAttempt, RetryPolicy, parse_retry_after
 from ._segments import credits_of, needs_turkish_shift
 from ._validate import Problems, check_message, check_sender, describe
 from ._wire import decode, encode_send
+from ._wording import describe as describe_request_error
 
 __all__ = ["AsyncVairoClient"]
 
@@ -452,7 +456,9 @@ class AsyncVairoClient:
         """
         body = encode_send(sender, messages, tr_char)
         try:
-            return await self._request(SEND, content=body, before_attempt=before_attempt)
+            return await self._request(
+                SEND, content=body, before_attempt=before_attempt, size=len(messages)
+            )
         except VairoError:
             raise
         except Exception as exc:  # a bug or a foreign transport, after the request may have left
@@ -479,11 +485,13 @@ class AsyncVairoClient:
         *,
         content: bytes | None = None,
         before_attempt: BeforeAttempt | None = None,
+        size: int | None = None,
     ) -> T:
         """Call `endpoint` under its retry rule; its answer decoded, or raised as a VairoError.
 
         The request is built once and sent on every attempt. `before_attempt` is awaited
-        before each of them with the attempt's number (1 for the first).
+        before each of them with the attempt's number (1 for the first). `size` is the
+        number of messages a send carries (for its trace).
         """
         self._check_open()
         self._check_loop()
@@ -498,6 +506,8 @@ class AsyncVairoClient:
             before_attempt,
             {name: (path_args or {})[name] for name in endpoint.echoes},
         )
+        if (traced := _otel.call(endpoint, path_args, size)) is not None:
+            return await traced.run(self._retry, self._attempt, call)
         return await self._retry.run(endpoint, self._attempt, call)
 
     async def _attempt(self, number: int, call: _Call[T]) -> T:
@@ -505,14 +515,16 @@ class AsyncVairoClient:
         if call.before_attempt is not None:
             await call.before_attempt(number)
         self._check_open()
+        call.attempts = number
         try:
             response = await self._http.send(call.request)
         except httpx.RequestError as exc:
             scrub_exception(exc, self._key)
             raise TransportError(
-                f"{type(exc).__name__}: {redact(str(exc), self._key) or 'no detail'}",
+                redact(describe_request_error(exc), self._key),
                 may_have_reached_server=reach_of_exception(exc) is not Reach.NOT_SENT,
             ) from exc
+        call.status = response.status_code
         retry_after = parse_retry_after(response.headers.get("retry-after"))
         try:
             return decode(
@@ -633,7 +645,7 @@ class _Call(Generic[T]):
     Its repr names the endpoint only, since the request's URL carries the API key.
     """
 
-    __slots__ = ("before_attempt", "echoes", "endpoint", "request")
+    __slots__ = ("attempts", "before_attempt", "echoes", "endpoint", "request", "status")
 
     def __init__(
         self,
@@ -646,6 +658,8 @@ class _Call(Generic[T]):
         self.request = request
         self.before_attempt = before_attempt
         self.echoes = echoes  # what the answer must say back: the package id asked for
+        self.attempts = 0  # HTTP attempts made so far
+        self.status: int | None = None  # of the last answer
 
     def __repr__(self) -> str:
         return f"<{self.endpoint.method} {self.endpoint.name} call>"

@@ -1,6 +1,6 @@
 """The exception hierarchy of vairo-async.
 
-VairoError
+VairoError                    .certainly_not_sent: True when the call sent no SMS (see below)
 ├── ConfigurationError        bad client set-up (no key, plain http to a remote host, ...)
 ├── ClientClosedError         the client was used after aclose()
 ├── WrongEventLoopError       the client was used from another event loop than its first
@@ -12,6 +12,7 @@ VairoError
 ├── TransportError            no usable answer: connect failure, timeout, dropped connection
 ├── UnexpectedResponseError   an answer that is not what the API documents
 ├── OutcomeUnknownError       a send may or may not have been acted on: not retried
+├── BulkInputError            send_bulk's input raised; the rows read before were sent
 ├── WaitTimeoutError          a package was not final in time (also a TimeoutError)
 │   └── PackageExpiredError   ... and never will be: still not final long after it expired
 ├── WaitAllError              packages a wait_all could not wait for (also an ExceptionGroup)
@@ -22,13 +23,22 @@ VairoError
     ├── IdempotencyKeyReusedError a key reused for other content
     ├── SendInProgressError       the key is claimed, live, by another sender
     └── CampaignMismatchError     a rerun whose parameters or rows differ from the journal's
+
+`certainly_not_sent` is True for bad input and configuration, a closed client, refusals
+(`durum: false`, 4xx), 429 and 503 (also once their retries ran out), connect failures and
+the journal's refusals; False for unknown outcomes (`OutcomeUnknownError`, a dropped answer,
+500/502/504, a malformed answer) and for errors about packages that exist (waits,
+`SentNotRecordedError`). For the errors of the request classes (`APIError`, `TransportError`,
+`UnexpectedResponseError`) it is read from the one failure mapping, `_outcome.RULES`: a call
+that sends nothing (a report) has it too, and there it says whether the server may have acted
+on the request, never whether an SMS went out.
 """
 
 from __future__ import annotations
 
 from collections.abc import Mapping
 from datetime import datetime
-from typing import TYPE_CHECKING, Self
+from typing import TYPE_CHECKING, ClassVar, Self
 
 if TYPE_CHECKING:
     from ._journal import JournalRecord
@@ -65,8 +75,29 @@ __all__ = [
 class VairoError(Exception):
     """Base class of every error this SDK raises.
 
+    Attributes:
+        certainly_not_sent: True when the call that raised it certainly sent no SMS, so it
+            may be made again (tell a caller "retry"); False when an SMS may have gone out
+            (tell it "do not resend"). The module's opening lines say which error is which.
+
     .. versionadded:: 0.1.0
     """
+
+    #: The value of `certainly_not_sent` for errors that are no request's failure.
+    _not_sent: ClassVar[bool] = False
+
+    @property
+    def certainly_not_sent(self) -> bool:
+        """True when the call that raised this certainly sent no SMS.
+
+        .. versionadded:: 0.2.0
+        """
+        from ._outcome import Reach, classify  # _outcome imports this module
+
+        verdict = classify(self)
+        if verdict is None:
+            return self._not_sent
+        return verdict.reach is not Reach.MAYBE_SENT
 
 
 class ConfigurationError(VairoError):
@@ -78,6 +109,8 @@ class ConfigurationError(VairoError):
 
     .. versionadded:: 0.1.0
     """
+
+    _not_sent = True
 
     def __init__(self, problems: str | list[str] | tuple[str, ...]) -> None:
         self.problems = (problems,) if isinstance(problems, str) else tuple(problems)
@@ -91,6 +124,8 @@ class ClientClosedError(VairoError, RuntimeError):
 
     .. versionadded:: 0.1.0
     """
+
+    _not_sent = True
 
 
 class WrongEventLoopError(VairoError, RuntimeError):
@@ -112,6 +147,8 @@ class InvalidRequestError(VairoError, ValueError):
 
     .. versionadded:: 0.1.0
     """
+
+    _not_sent = True
 
     def __init__(self, problems: list[str] | tuple[str, ...]) -> None:
         self.problems = tuple(problems)
@@ -317,6 +354,8 @@ class JournalError(VairoError):
     .. versionadded:: 0.2.0
     """
 
+    _not_sent = True
+
 
 class JournalUnavailableError(JournalError):
     """The journal's store could not be reached or written (or the journal was closed).
@@ -341,6 +380,8 @@ class ClaimLostError(JournalError):
     .. versionadded:: 0.2.0
     """
 
+    _not_sent = False
+
     def __init__(self, key: str, record: JournalRecord | None) -> None:
         self.key = key
         self.record = record
@@ -360,6 +401,8 @@ class SentNotRecordedError(JournalError):
 
     .. versionadded:: 0.2.0
     """
+
+    _not_sent = False
 
     def __init__(self, key: str, package_id: int) -> None:
         self.key = key

@@ -23,6 +23,7 @@ from typing import Concatenate, ParamSpec, TypeVar
 
 import tenacity as _t
 
+from . import _otel
 from ._endpoints import Endpoint
 from ._errors import APIError, OutcomeUnknownError, VairoError
 from ._outcome import certainly_not_sent, is_transient, may_have_been_sent
@@ -125,6 +126,7 @@ class RetryPolicy:
             self.max_retries,
             state.next_action.sleep,
         )
+        _otel.retrying(error, state.attempt_number, state.next_action.sleep)
 
     def _honours_hint(self, error: VairoError) -> bool:
         hint = error.retry_after if isinstance(error, APIError) else None

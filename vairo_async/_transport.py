@@ -17,6 +17,7 @@ from __future__ import annotations
 import base64
 import functools
 import http.cookiejar
+import socket
 import ssl
 import urllib.request
 from typing import Any
@@ -26,7 +27,18 @@ import httpx
 import yarl
 
 from ._intercept import httpx_is_patched
-from ._redact import redact
+from ._wording import (
+    BAD_URL,
+    CLOSED_BEFORE_ANSWER,
+    LOST_READING,
+    LOST_WRITING,
+    NOT_HTTP,
+    PROXY_REFUSED,
+    WORDED,
+    connect_failed,
+    cut_answer,
+    timed_out,
+)
 
 __all__ = ["AiohttpTransport", "make_http_client"]
 
@@ -48,13 +60,53 @@ _EXCEPTIONS: tuple[tuple[type[BaseException], type[httpx.TransportError]], ...] 
 )
 
 
+def _connect_reason(exc: aiohttp.ClientConnectorError) -> str:
+    if isinstance(exc, aiohttp.ClientConnectorCertificateError):
+        return "TLS certificate not accepted"
+    if isinstance(exc, aiohttp.ClientConnectorSSLError):
+        return "TLS handshake failed"
+    cause = exc.os_error
+    if isinstance(cause, socket.gaierror):
+        return "host name not resolved"
+    if isinstance(cause, ConnectionRefusedError):
+        return "connection refused"
+    return cause.strerror or type(cause).__name__
+
+
+def _words(
+    exc: BaseException, httpx_class: type[httpx.TransportError], request: httpx.Request
+) -> str:
+    """What happened, in the SDK's words (`_wording`): aiohttp's own messages quote internal
+    codes of its parser (`ContentLengthError: 400`) that read as HTTP statuses."""
+    if issubclass(httpx_class, httpx.TimeoutException):
+        return timed_out(httpx_class, request)
+    if isinstance(exc, aiohttp.ClientConnectorError):
+        return connect_failed(request, _connect_reason(exc))
+    if isinstance(exc, aiohttp.ClientHttpProxyError):
+        return f"{PROXY_REFUSED} (the proxy answered HTTP {exc.status})"
+    if isinstance(exc, aiohttp.ServerDisconnectedError):
+        return CLOSED_BEFORE_ANSWER
+    if isinstance(exc, aiohttp.ClientPayloadError):
+        return cut_answer(str(exc))
+    if isinstance(exc, aiohttp.ClientResponseError):
+        return NOT_HTTP
+    if isinstance(exc, aiohttp.ClientConnectionResetError):
+        return LOST_WRITING
+    if isinstance(exc, aiohttp.InvalidURL):
+        return BAD_URL
+    if isinstance(exc, aiohttp.ClientOSError) and exc.strerror:
+        return f"{LOST_READING} ({exc.strerror})"
+    return f"the HTTP exchange failed ({type(exc).__name__})"
+
+
 def _httpx_error(exc: BaseException, request: httpx.Request) -> httpx.TransportError:
-    # aiohttp puts the full URL, query and key included, into some messages
-    # (ConnectionTimeoutError, ClientResponseError); only a redacted copy is kept.
-    message = redact(f"{type(exc).__name__}: {exc}", "")
     for aiohttp_class, httpx_class in _EXCEPTIONS:
         if isinstance(exc, aiohttp_class):
-            return httpx_class(message, request=request)
+            # aiohttp puts the full URL, query and key included, into some messages
+            # (ConnectionTimeoutError, ClientResponseError); none of them is kept.
+            error = httpx_class(_words(exc, httpx_class, request), request=request)
+            setattr(error, WORDED, True)  # a mark on a foreign class, read by `_wording.worded`
+            return error
     raise AssertionError("unreachable: ClientError is the last entry")  # pragma: no cover
 
 

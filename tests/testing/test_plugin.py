@@ -16,7 +16,9 @@ import pytest
 
 ROOT = Path(__file__).resolve().parents[2]
 HEADING = "## Testing your code"
-FILE_BLOCK = re.compile(r"^```python\n# (?P<name>[\w/]+\.py)\n(?P<code>.*?)^```", re.S | re.M)
+FILE_BLOCK = re.compile(
+    r"^```(?:python|toml)\n# (?P<name>[\w/]+\.(?:py|toml))\n(?P<code>.*?)^```", re.S | re.M
+)
 
 EXTRA_TEST = """
 import pytest
@@ -51,10 +53,14 @@ def read_testing_section(root: Path = ROOT) -> str:
     return rest[: end.start()] if end else rest
 
 
-def run_pytest(directory: Path, mode: str = "strict") -> subprocess.CompletedProcess[str]:
-    """Run pytest in `directory` as a project of its own, warnings as errors."""
-    ini = f"[pytest]\nasyncio_mode = {mode}\nasyncio_default_fixture_loop_scope = function\n"
-    (directory / "pytest.ini").write_text(ini, encoding="utf-8")
+def run_pytest(directory: Path, mode: str | None = "strict") -> subprocess.CompletedProcess[str]:
+    """Run pytest in `directory` as a project of its own, warnings as errors.
+
+    With a `mode`, a `pytest.ini` sets it; with None the project's own configuration counts.
+    """
+    if mode is not None:
+        ini = f"[pytest]\nasyncio_mode = {mode}\nasyncio_default_fixture_loop_scope = function\n"
+        (directory / "pytest.ini").write_text(ini, encoding="utf-8")
     env = {**os.environ, "PYTHONPATH": str(ROOT)}
     for name in ("VAIRO_API_KEY", "VAIRO_SENDER", "VAIRO_BASE_URL"):
         env.pop(name, None)
@@ -82,16 +88,42 @@ def test_the_testing_section_has_a_conftest_and_a_test() -> None:
     assert any(Path(name).name.startswith("test_") for name in names)
 
 
-def test_the_testing_snippet_runs(tmp_path: Path) -> None:
+def write_snippets(directory: Path) -> dict[str, str]:
+    """Write every file the section shows into `directory`; their texts by name."""
+    files = {}
     for match in FILE_BLOCK.finditer(read_testing_section()):
-        target = tmp_path / match["name"]
+        target = directory / match["name"]
         target.parent.mkdir(parents=True, exist_ok=True)
         target.write_text(match["code"], encoding="utf-8")
+        files[match["name"]] = match["code"]
+    return files
 
-    result = run_pytest(tmp_path)
 
+@pytest.mark.parametrize("mode", [None, "strict"])
+def test_the_testing_snippet_runs(tmp_path: Path, mode: str | None) -> None:
+    """With the README's own pyproject.toml, and in strict mode, every shown test passes."""
+    files = write_snippets(tmp_path)
+
+    result = run_pytest(tmp_path, mode)
+
+    assert {"pyproject.toml", "app.py", "test_app.py"} <= set(files)
     assert result.returncode == 0, result.stdout + result.stderr
-    assert re.search(r"\b4 passed\b", result.stdout), result.stdout
+    assert re.search(r"\b7 passed\b", result.stdout), result.stdout
+
+
+def test_an_unset_fixture_loop_scope_ends_the_run_as_the_readme_says(tmp_path: Path) -> None:
+    files = write_snippets(tmp_path)
+    line = 'asyncio_default_fixture_loop_scope = "function"\n'
+    assert line in files["pyproject.toml"]
+    (tmp_path / "pyproject.toml").write_text(
+        files["pyproject.toml"].replace(line, ""), encoding="utf-8"
+    )
+
+    result = run_pytest(tmp_path, None)
+
+    assert result.returncode != 0
+    assert "INTERNALERROR" in result.stdout + result.stderr
+    assert "asyncio_default_fixture_loop_scope" in result.stdout + result.stderr
 
 
 @pytest.mark.parametrize("mode", ["strict", "auto"])

@@ -137,4 +137,5 @@ async def journals(path: str, url: str) -> None:
         package_id: int = exc.package_id
         print(package_id)
     except (JournalUnavailableError, ClaimLostError) as exc:
-        print(exc)
+        retry_is_safe: bool = exc.certainly_not_sent
+        print(exc, retry_is_safe)
