@@ -39,7 +39,6 @@ from ._journal import (
     batch_key,
     fingerprint,
     new_owner,
-    send_key,
 )
 from ._models import BatchState, Message, Submission
 from ._validate import describe, is_number
@@ -52,7 +51,6 @@ __all__ = [
     "Settled",
     "config_problems",
     "require",
-    "send_key",
 ]
 
 logger = logging.getLogger("vairo_async")
