@@ -11,6 +11,7 @@ import pytest
 
 from vairo_async import (
     AsyncVairoClient,
+    BatchOutcome,
     BatchState,
     BulkProgress,
     BulkResult,
@@ -411,3 +412,22 @@ async def test_a_campaign_stopped_while_sent_is_written_keeps_the_package_id(
     assert record is not None
     assert record.state is RecordState.SENT
     assert f"package ids: {package_id}" in caplog.text
+
+
+async def test_iter_bulk_yields_every_row_before_raising_a_mismatch(
+    fake: FakeVairo, url: str, journal: Journal
+) -> None:
+    turkish = [Message(to=f"54{i:08d}", text=f"Şifreniz {i}") for i in range(3)]
+    async with client(fake, url, journal) as vairo:
+        await vairo.send_bulk([*turkish, *ROWS[:20]], batch_size=10, campaign=CAMPAIGN)
+        changed = [*turkish, *ROWS[:15], Message(to="5559999999", text="other"), *ROWS[16:20]]
+        outcomes: list[BatchOutcome] = []
+
+        async def consume() -> None:
+            async for outcome in vairo.iter_bulk(changed, batch_size=10, campaign=CAMPAIGN):
+                outcomes.append(outcome)
+
+        with pytest.raises(CampaignMismatchError):
+            await consume()
+    assert sorted(len(o.messages) for o in outcomes) == [3, 10, 10]
+    assert sorted(o.state.value for o in outcomes) == ["failed", "failed", "sent"]
