@@ -30,7 +30,15 @@ import attrs
 from aiolimiter import AsyncLimiter
 
 from . import _otel
-from ._errors import InvalidRequestError, OutcomeUnknownError, TransportError, VairoError
+from ._durable import BatchEntry, CampaignJournal, Replayed
+from ._errors import (
+    CampaignMismatchError,
+    InvalidRequestError,
+    OutcomeUnknownError,
+    SentNotRecordedError,
+    TransportError,
+    VairoError,
+)
 from ._models import BatchOutcome, BatchState, BulkProgress, Message, Rejection
 from ._retry import BeforeAttempt
 from ._segments import credits_of, needs_turkish_shift
@@ -64,6 +72,7 @@ class _Batch:
     index: int = -1
     started: bool = False
     credits: int = 0
+    entry: BatchEntry | None = None  # its journal record's claim, in a journaled campaign
 
 
 class _Stopped:
@@ -95,6 +104,8 @@ class Campaign:
         on_progress: Told of every batch the moment it settles; an awaitable it returns is
             awaited, in settle order, before the outcome is yielded.
         exclude: Wire-form numbers whose rows are rejected as excluded, never sent.
+        journal: The campaign's journal: each batch is claimed right before its first
+            attempt and marked SENT after it; batches it already holds are not sent again.
     """
 
     def __init__(
@@ -107,8 +118,12 @@ class Campaign:
         rate: float | None,
         on_progress: ProgressHook | None,
         exclude: frozenset[str] = frozenset(),
+        journal: CampaignJournal | None = None,
     ) -> None:
         self._submit = submit
+        self._journal = journal
+        #: The journal's refusal of a batch (its rows changed): raised once the rest settled.
+        self.mismatch: CampaignMismatchError | None = None
         self._exclude = exclude
         self._sender = sender
         self._batch_size = batch_size
@@ -144,6 +159,8 @@ class Campaign:
             BaseException: Whatever the input raised (a row that is not a `Message` is a
                 `TypeError`), after every outcome of the rows read before it.
         """
+        if self._journal is not None:
+            await self._journal.open()
         traced = _otel.campaign(self._batch_size, self._concurrency, self._rate)
         producer = asyncio.create_task(
             self._produce(rows), context=None if traced is None else traced.context
@@ -159,6 +176,8 @@ class Campaign:
                 traced.end(
                     self._counts, self._rejected, self._batches, self.rows_read, self.source_error
                 )
+        if self.mismatch is not None:
+            raise self.mismatch
         if self.source_error is not None:
             raise self.source_error
 
@@ -222,6 +241,8 @@ class Campaign:
                     for row in rows:
                         if (batch := self._add(row)) is not None:
                             await self._dispatch(batch)
+            except CampaignMismatchError as exc:
+                self.mismatch = exc  # send nothing more: the input is not the journal's
             except BaseException as exc:
                 task = asyncio.current_task()
                 if task is not None and task.cancelling():
@@ -231,7 +252,14 @@ class Campaign:
                 batch = self._forming[tr_char]
                 if batch.rows:
                     self._forming[tr_char] = _Batch(tr_char)
-                    await self._dispatch(batch)
+                    if self.mismatch is not None:  # never sent: yielded as FAILED
+                        self._close(batch)
+                        self._settle(batch, BatchState.FAILED, error=self.mismatch)
+                        continue
+                    try:
+                        await self._dispatch(batch)
+                    except CampaignMismatchError as exc:
+                        self.mismatch = exc
             if self._tasks:
                 await asyncio.wait(self._tasks)
         finally:
@@ -256,6 +284,24 @@ class Campaign:
             error = InvalidRequestError([f"all {len(batch.rejected)} rows were rejected"])
             self._settle(batch, BatchState.FAILED, error=error)
             return
+        if self._journal is not None:
+            try:
+                prepared = self._journal.prepare(
+                    batch.index, batch.tr_char, batch.wire, batch.messages
+                )
+            except CampaignMismatchError as exc:
+                self._settle(batch, BatchState.FAILED, error=exc)
+                raise
+            if not isinstance(prepared, BatchEntry):  # the journal settles it: no request
+                self._settle(
+                    batch,
+                    prepared.state,
+                    package_id=prepared.package_id,
+                    error=prepared.error,
+                    replayed=prepared.replayed,
+                )
+                return
+            batch.entry = prepared
         task = asyncio.create_task(self._send(batch))
         self._tasks.add(task)
         task.add_done_callback(self._tasks.discard)
@@ -266,16 +312,30 @@ class Campaign:
         """Wait for the rate limiter; from then on the batch may reach the server."""
         if self._limiter is not None:
             await self._limiter.acquire()
+        if batch.entry is not None and attempt == 1:
+            await batch.entry.claim()  # committed before the request may leave
         batch.started = True
 
     async def _send(self, batch: _Batch) -> None:
         try:
-            package_id = await self._submit(
+            request = self._submit(
                 self._sender,
                 batch.wire,
                 batch.tr_char,
                 functools.partial(self._before_attempt, batch),
             )
+            if batch.entry is not None:
+                request = batch.entry.run(request, len(batch.wire), batch.credits)
+            package_id = await request
+        except Replayed as replay:  # another run of the campaign sent it meanwhile
+            self._settle(batch, BatchState.SENT, package_id=replay.record.package_id, replayed=True)
+        except SentNotRecordedError as exc:
+            self._settle(batch, BatchState.SENT, package_id=exc.package_id, error=exc)
+        except asyncio.CancelledError:
+            if batch.entry is not None and batch.entry.package_id is not None:
+                # Answered, then stopped while the journal wrote SENT: keep its id.
+                self._settle(batch, BatchState.SENT, package_id=batch.entry.package_id)
+            raise
         except OutcomeUnknownError as exc:
             self._settle(batch, BatchState.UNKNOWN, error=exc)
         except VairoError as exc:
@@ -294,6 +354,7 @@ class Campaign:
         *,
         package_id: int | None = None,
         error: VairoError | None = None,
+        replayed: bool = False,
     ) -> None:
         """Record a batch's end exactly once, tell the progress hook, deliver the outcome."""
         self._unsettled.pop(batch, None)
@@ -305,6 +366,7 @@ class Campaign:
             package_id=package_id,
             error=error,
             estimated_credits=batch.credits,
+            replayed=replayed,
         )
         self._counts[state] += len(batch.messages)
         _otel.count_messages(state, len(batch.messages), len(batch.rejected))
