@@ -3,10 +3,12 @@
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import functools
 import json
 import logging
 import os
+import signal
 from collections.abc import Callable, Coroutine, Iterable
 from pathlib import Path
 from typing import Any, TypeVar
@@ -120,10 +122,43 @@ def session() -> Session:
 
 
 def run_async(coroutine: Coroutine[Any, Any, T]) -> T:
-    """Run a subcommand's coroutine, the SDK's warnings shown only with `--verbose`."""
+    """Run a subcommand's coroutine, the SDK's warnings shown only with `--verbose`.
+
+    SIGTERM (what `docker stop`, systemd and Kubernetes send) stops it as Ctrl-C does: the
+    coroutine is cancelled, its cleanup runs (a campaign writes its summary), and
+    `KeyboardInterrupt` comes out, so the run ends with the interrupted status, 130.
+    """
     remove_handler = session().capture_logs()
+    terminated = False
+
+    async def terminable() -> T:
+        task = asyncio.current_task()
+        loop = asyncio.get_running_loop()
+        assert task is not None
+
+        def terminate() -> None:
+            nonlocal terminated
+            terminated = True
+            task.cancel()
+
+        # Only the main thread of a Unix process can take signals (tests run commands
+        # in threads): elsewhere SIGTERM keeps its default.
+        handled = False
+        with contextlib.suppress(NotImplementedError, RuntimeError, ValueError):
+            loop.add_signal_handler(signal.SIGTERM, terminate)
+            handled = True
+        try:
+            return await coroutine
+        finally:
+            if handled:
+                loop.remove_signal_handler(signal.SIGTERM)
+
     try:
-        return asyncio.run(coroutine)
+        return asyncio.run(terminable())
+    except asyncio.CancelledError:
+        if terminated:
+            raise KeyboardInterrupt from None
+        raise
     finally:
         remove_handler()
 
