@@ -12,6 +12,7 @@ import signal
 from collections.abc import Callable, Coroutine, Iterable
 from pathlib import Path
 from typing import Any, TypeVar
+from urllib.parse import unquote, urlsplit, urlunsplit
 
 import attrs
 import click
@@ -21,8 +22,10 @@ from rich.table import Table
 
 from .._client import AsyncVairoClient
 from .._constants import ENV_API_KEY, ENV_BASE_URL, ENV_SENDER
+from .._errors import ConfigurationError
+from .._journal import Journal, RedisJournal, SqliteJournal
 from .._models import PackageReport
-from .._redact import redact
+from .._redact import REDACTED, redact
 from .._validate import check_sender
 
 __all__ = [
@@ -32,13 +35,17 @@ __all__ = [
     "EXIT_OK",
     "EXIT_REJECTED",
     "EXIT_USAGE",
+    "JOURNAL_SUFFIX",
     "PROG",
+    "REDIS_SCHEMES",
     "Api",
     "CliError",
+    "JournalTarget",
     "Session",
     "api_options",
     "describe_report",
     "figures",
+    "journal_target",
     "one_line",
     "require_sender",
     "run_async",
@@ -50,6 +57,10 @@ T = TypeVar("T")
 
 PROG = "vairo-sms"
 ENV_API_KEY_FILE = "VAIRO_API_KEY_FILE"
+#: `bulk`'s default journal is the report's path with this added: `out.jsonl.journal`.
+JOURNAL_SUFFIX = ".journal"
+#: A `--journal` value starting with one of these is a Redis server, anything else a file.
+REDIS_SCHEMES = ("redis://", "rediss://", "unix://")
 
 #: Every row sent, none rejected; every package COMPLETED.
 EXIT_OK = 0
@@ -277,3 +288,70 @@ def figures(title: str, rows: Iterable[tuple[str, str]]) -> Table:
     for label, value in rows:
         table.add_row(label, value)
     return table
+
+
+@attrs.frozen
+class JournalTarget:
+    """Where a journal lives, as `--journal` (or a JOURNAL argument) names it.
+
+    Attributes:
+        location: A SQLite file's path, or a Redis URL (password included: never shown).
+        shown: How output names it: the file's absolute path, or the URL with its
+            password replaced.
+    """
+
+    location: str = attrs.field(repr=False)
+    shown: str
+
+    @property
+    def is_redis(self) -> bool:
+        """True for a Redis URL, False for a SQLite file."""
+        return self.location.startswith(REDIS_SCHEMES)
+
+    def open(self, *, create: bool) -> Journal:
+        """The journal, not yet connected (the stores connect on first use).
+
+        Args:
+            create: Make a missing SQLite file; else a missing one is an error (a journal
+                command reading a misspelt path should not leave an empty journal behind).
+
+        Raises:
+            CliError: The file is missing (without `create`), its folder is, or the URL is
+                not one Redis takes, or the `redis` extra is not installed; exit status 2.
+        """
+        if self.is_redis:
+            try:
+                return RedisJournal(self.location)
+            except ConfigurationError as exc:
+                raise CliError(str(exc)) from None
+        path = Path(self.location)
+        if path.is_dir():
+            raise CliError(f"the journal {self.shown} is a folder, not a file")
+        if not create and not path.exists():
+            raise CliError(f"no journal at {self.shown}")
+        if not path.parent.is_dir():
+            raise CliError(f"cannot make the journal {self.shown}: its folder does not exist")
+        return SqliteJournal(path)
+
+
+def journal_target(value: str) -> JournalTarget:
+    """Read a `--journal` value: a `redis://`, `rediss://` or `unix://` URL, else a path.
+
+    A URL's password is added to the run's secrets, so no error line can show it either.
+
+    Raises:
+        CliError: The value is empty; exit status 2.
+    """
+    value = value.strip()
+    if not value:
+        raise CliError("--journal is empty: give a file path or a redis:// URL")
+    if not value.startswith(REDIS_SCHEMES):
+        return JournalTarget(value, str(Path(value).absolute()))
+    parts = urlsplit(value)
+    shown = value
+    if parts.password:
+        session().secrets.extend({parts.password, unquote(parts.password)})
+        userinfo, _, hostinfo = parts.netloc.rpartition("@")
+        user = userinfo.partition(":")[0]
+        shown = urlunsplit(parts._replace(netloc=f"{user}:{REDACTED}@{hostinfo}"))
+    return JournalTarget(value, shown)
