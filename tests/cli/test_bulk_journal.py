@@ -17,6 +17,7 @@ from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import Any
 
+import attrs
 import pytest
 import redis.asyncio as aioredis
 
@@ -42,6 +43,7 @@ def numbered_csv(path: Path, rows: int = ROWS, text: str = "Kampanya") -> Path:
 
 
 def bulk_args(source: Path, report: Path, *extra: str) -> list[str]:
+    """The campaign's command; a later `--concurrency` or `--batch-size` in `extra` wins."""
     return [
         *("bulk", str(source), "--report", str(report), "--id-column", "id"),
         *("--batch-size", str(BATCH), "--concurrency", str(CONCURRENCY), *extra),
@@ -124,54 +126,97 @@ async def _journal_records(path: Path) -> list[Any]:
         return await journal.records()
 
 
-def kill_at(
-    fake: FakeVairo, nth: int, process: Callable[[], asyncio.subprocess.Process], signum: int
-) -> asyncio.Event:
-    """Signal the child when the emulator accepts its `nth` package (before answering it)."""
-    fired = asyncio.Event()
-    seen = 0
+@attrs.frozen
+class KillPoint:
+    """Where a seeded crash test stops the child.
 
-    def on_package(_: Package) -> None:
-        nonlocal seen
-        seen += 1
-        if seen == nth and not fired.is_set():
+    Attributes:
+        nth: The child is signalled when the emulator accepts its `nth` package...
+        delay: ...this many seconds later: 0 is before that package's answer (in flight),
+            more lets the answer arrive and the journal's SENT record perhaps be written.
+        latency: The emulator's answer delay, keeping `concurrency` requests in flight.
+        concurrency: Batches in flight at most.
+    """
+
+    nth: int
+    delay: float
+    latency: float
+    concurrency: int
+
+    @classmethod
+    def seeded(cls, seed: int) -> KillPoint:
+        rng = random.Random(seed)
+        latency = rng.choice([0.0, 0.05, 0.2])
+        return cls(
+            nth=rng.randint(1, ROWS // BATCH - 6),
+            delay=rng.choice([0.0, 0.5 * latency, 1.5 * latency]),
+            latency=latency,
+            concurrency=rng.randint(1, 3),
+        )
+
+    def arm(
+        self, fake: FakeVairo, process: Callable[[], asyncio.subprocess.Process], signum: int
+    ) -> asyncio.Event:
+        """Signal the child at this point; the event is set once the signal went."""
+        fired = asyncio.Event()
+        seen = 0
+
+        def kill() -> None:
             process().send_signal(signum)
             fired.set()
 
-    fake.fail_when = on_package
-    return fired
+        def on_package(_: Package) -> None:
+            nonlocal seen
+            seen += 1
+            if seen == self.nth:
+                asyncio.get_running_loop().call_later(self.delay, kill)
+
+        fake.latency = self.latency
+        fake.fail_when = on_package
+        return fired
 
 
-@pytest.mark.parametrize("seed", [1, 2, 3, 4])
+async def crash_then_rerun(
+    fake: FakeVairo, env: dict[str, str], tmp_path: Path, point: KillPoint, signum: int
+) -> tuple[tuple[int | None, bytes, bytes], tuple[int | None, bytes, bytes], int]:
+    """Run the campaign, signal it at `point`, rerun the same command to its end.
+
+    Returns each run's (status, stdout, stderr) and the packages the first run got accepted.
+    """
+    source = numbered_csv(tmp_path / "liste.csv")
+    args = bulk_args(source, tmp_path / "rapor.jsonl", "--concurrency", str(point.concurrency))
+    holder: list[asyncio.subprocess.Process] = []
+    fired = point.arm(fake, lambda: holder[0], signum)
+    process, finish = await run_child(args, env)
+    holder.append(process)
+    out, err = await finish()
+    assert fired.is_set(), err.decode()
+    assert fake.request_count("send") < ROWS // BATCH
+    fake.fail_when = None
+    fake.latency = 0.0
+    accepted = len(fake.packages)
+    rerun, finish = await run_child(args, env)
+    out2, err2 = await finish()
+    return (process.returncode, out, err), (rerun.returncode, out2, err2), accepted
+
+
+@pytest.mark.parametrize("seed", range(1, 7))
 async def test_sigkill_mid_campaign_then_the_same_command_finishes_it(
     served: tuple[FakeVairo, dict[str, str]], tmp_path: Path, seed: int
 ) -> None:
     fake, env = served
-    rng = random.Random(seed)
-    nth = rng.randint(1, ROWS // BATCH - CONCURRENCY)
-    fake.latency = rng.choice([0.0, 0.02, 0.2])
-    source = numbered_csv(tmp_path / "liste.csv")
+    point = KillPoint.seeded(seed)
     report = tmp_path / "rapor.jsonl"
-    args = bulk_args(source, report)
-    holder: list[asyncio.subprocess.Process] = []
-    fired = kill_at(fake, nth, lambda: holder[0], signal.SIGKILL)
-    process, finish = await run_child(args, env)
-    holder.append(process)
-    await finish()
-    assert fired.is_set()
-    assert process.returncode == -signal.SIGKILL
-    assert fake.request_count("send") < ROWS // BATCH
-    fake.fail_when = None
-    fake.latency = 0.0
-    first = len(fake.packages)
 
-    rerun, finish = await run_child(args, env)
-    stdout, stderr = await finish()
+    (status, _, _), (again, stdout, stderr), first = await crash_then_rerun(
+        fake, env, tmp_path, point, signal.SIGKILL
+    )
 
+    assert status == -signal.SIGKILL
     final = await check_accounting(fake, report, tmp_path / "rapor.jsonl.journal")
     unknown = [b for b in final.values() if b["state"] == "unknown"]
-    assert len(unknown) <= CONCURRENCY  # only the batches in flight at the kill
-    assert rerun.returncode == (1 if unknown else 0), stderr.decode()
+    assert len(unknown) <= point.concurrency  # only the batches in flight at the kill
+    assert again == (1 if unknown else 0), stderr.decode()
     assert "resuming campaign bulk-" in stderr.decode()
     summary = read_report(report)[-1]
     assert summary["rows"] == ROWS
@@ -184,40 +229,30 @@ async def test_sigkill_mid_campaign_then_the_same_command_finishes_it(
     assert shown["campaign"].startswith("bulk-")
 
 
-@pytest.mark.parametrize("seed", [5, 6])
+@pytest.mark.parametrize("seed", [7, 8, 9])
 async def test_sigterm_mid_campaign_writes_the_summary_and_the_rerun_finishes(
     served: tuple[FakeVairo, dict[str, str]], tmp_path: Path, seed: int
 ) -> None:
     fake, env = served
-    rng = random.Random(seed)
-    nth = rng.randint(1, ROWS // BATCH - CONCURRENCY)
-    fake.latency = rng.choice([0.02, 0.2])
-    source = numbered_csv(tmp_path / "liste.csv")
+    point = KillPoint.seeded(seed)
     report = tmp_path / "rapor.jsonl"
-    args = bulk_args(source, report)
-    holder: list[asyncio.subprocess.Process] = []
-    fired = kill_at(fake, nth, lambda: holder[0], signal.SIGTERM)
-    process, finish = await run_child(args, env)
-    holder.append(process)
-    stdout, stderr = await finish()
-    assert fired.is_set()
-    assert process.returncode == 130, stderr.decode()
+
+    (status, stdout, stderr), (again, _, stderr2), _ = await crash_then_rerun(
+        fake, env, tmp_path, point, signal.SIGTERM
+    )
+
+    assert status == 130, stderr.decode()
     assert stderr.decode().splitlines()[-1] == "vairo-sms: interrupted"
-    summary = read_report(report)[-1]
-    assert summary["type"] == "summary"
-    assert summary["interrupted"] is True
     assert "(interrupted)" in stdout.decode()
-    fake.fail_when = None
-    fake.latency = 0.0
-
-    rerun, finish = await run_child(args, env)
-    _, stderr = await finish()
-
+    records = read_report(report)
+    first_summary = next(r for r in records if r["type"] == "summary")
+    assert first_summary["interrupted"] is True
+    assert first_summary["not_read"] > 0
     final = await check_accounting(fake, report, tmp_path / "rapor.jsonl.journal")
     unknown = [b for b in final.values() if b["state"] == "unknown"]
-    assert len(unknown) <= CONCURRENCY
-    assert rerun.returncode == (1 if unknown else 0), stderr.decode()
-    summary = read_report(report)[-1]
+    assert len(unknown) <= point.concurrency
+    assert again == (1 if unknown else 0), stderr2.decode()
+    summary = records[-1]
     assert (summary["rows"], summary["interrupted"]) == (ROWS, False)
     assert summary["sent"] + summary["unknown"] == ROWS
 
@@ -268,9 +303,12 @@ async def test_an_unknown_batch_is_not_resent_and_a_failed_one_is(
     assert (first.exit_code, again.exit_code) == (1, 1)
     assert fake.request_count("send") == 3  # 500, 429, then batch 1 again; never batch 0
     assert sorted(int(m.dest[-5:]) for m in fake.messages) == [3, 4, 5]
-    final = final_batches(read_report(report))
+    records = read_report(report)
+    final = final_batches(records)
     assert (final[0]["state"], final[1]["state"]) == ("unknown", "sent")
-    assert final[0].get("replayed") is True
+    # The unknown batch is in the report once: the rerun's replay of it adds nothing.
+    assert [r["state"] for r in records if r.get("batch") == 0] == ["unknown"]
+    assert [r["state"] for r in records if r.get("batch") == 1] == ["failed", "sent"]
     summary = read_report(report)[-1]
     assert (summary["sent"], summary["unknown"], summary["replayed"]) == (3, 3, 0)
 
@@ -399,7 +437,7 @@ async def test_no_journal_sends_without_one_and_an_explicit_journal_file_is_used
     assert read_report(tmp_path / "c.jsonl")[-1]["replayed"] == 2
 
 
-async def test_a_journal_in_a_missing_folder_or_a_folder_is_refused(tmp_path: Path) -> None:
+def test_a_journal_in_a_missing_folder_or_a_folder_is_refused(tmp_path: Path) -> None:
     source = numbered_csv(tmp_path / "liste.csv", rows=1)
     env = {
         "VAIRO_API_KEY": API_KEY,
