@@ -592,7 +592,7 @@ def campaign_id(
         sender,
         settings.batch_size,
     ]
-    return f"bulk-{fingerprint('vairo-sms bulk', *parts)[:24]}"
+    return f"bulk-{fingerprint('vairo-sms bulk', *parts)[:16]}"
 
 
 @attrs.frozen

@@ -136,8 +136,9 @@ async def _campaigns(store: Journal, target: JournalTarget) -> int:
         return EXIT_OK
     now = time.time()
     table = Table(title=f"Campaigns in {target.shown}", title_justify="left")
-    for name in ("campaign", "sender", "batch size", "sent", "unknown", "claimed", "messages"):
-        table.add_column(name, justify="left" if name in ("campaign", "sender") else "right")
+    table.add_column("campaign", no_wrap=True, min_width=max(map(len, headers)))
+    for name in ("sender", "batch size", "sent", "unknown", "claimed", "messages"):
+        table.add_column(name, justify="left" if name == "sender" else "right")
     for campaign, header in headers.items():
         counts = dict.fromkeys(RecordState, 0)
         messages = 0
@@ -185,7 +186,8 @@ async def _unknown(store: Journal, target: JournalTarget, campaign: str | None) 
     refs = [row_refs(record.meta) for record in records]
     with_ids = any(ids for _, ids in refs)
     table = Table(title=f"Unresolved in {where}", title_justify="left")
-    for name in ("key", "state", "since", "rows", "lines", *(["ids"] if with_ids else [])):
+    table.add_column("key", no_wrap=True, min_width=max(len(r.key) for r in records))
+    for name in ("state", "since", "rows", "lines", *(["ids"] if with_ids else [])):
         table.add_column(name, justify="right" if name == "rows" else "left")
     table.add_column("detail")
     for record, (lines, ids) in zip(records, refs, strict=True):
@@ -222,17 +224,20 @@ def resolve(journal_value: str, key_value: str, package_id: int | None, not_sent
     or CAMPAIGN:INDEX. Give --package-id N when the panel shows the package, or --not-sent
     when it shows none: the record is removed, and rerunning the campaign sends the batch.
     """
-    if (package_id is None) == not_sent:
+    if (package_id is not None) == not_sent:
         raise click.UsageError("give exactly one of --package-id N and --not-sent")
     key = parse_key(key_value)
     return _run(journal_value, lambda store, target: _resolve(store, target, key, package_id))
 
 
 async def _resolve(store: Journal, target: JournalTarget, key: str, package_id: int | None) -> int:
-    if await store.get(key) is None:
+    found = await store.get(key)
+    if found is None:
         raise CliError(f"no record for {key} in {target.shown}: see `vairo-sms journal unknown`")
+    lines, _ = row_refs(found.meta)
+    count = found.recipient_count if found.recipient_count is not None else len(lines) or None
     try:
-        record = await store.resolve(key, package_id=package_id)
+        record = await store.resolve(key, package_id=package_id, recipient_count=count)
     except JournalUnavailableError:
         raise
     except SendInProgressError as exc:
