@@ -166,8 +166,10 @@ def run_async(coroutine: Coroutine[Any, Any, T]) -> T:
 
     try:
         return asyncio.run(terminable())
-    except asyncio.CancelledError:
-        if terminated:
+    except BaseException as exc:
+        # The cancellation (whatever else the cleanup raised on its way out) is the
+        # SIGTERM's: report it as the interruption it is.
+        if terminated and not isinstance(exc, Exception):
             raise KeyboardInterrupt from None
         raise
     finally:
