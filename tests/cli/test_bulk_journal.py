@@ -25,6 +25,9 @@ from tests.cli.test_bulk_files import read_report
 from tests.cli.test_cli import assert_one_line_error, invoke, invoke_async, served, table_values
 from tests.support import API_KEY, ROOT
 from vairo_async import RecordState, SqliteJournal
+from vairo_async._cli.bulk import read_previous
+from vairo_async._cli.common import CliError
+from vairo_async._journal import batch_key
 from vairo_async.testing import FakeVairo, Fault
 from vairo_async.testing._state import Package
 
@@ -488,3 +491,74 @@ async def test_a_redis_journal_resumes_and_never_shows_its_password(
     for result in (first, again, wrong):
         assert password not in result.output
     assert password not in report.read_text(encoding="utf-8")
+
+
+@pytest.mark.parametrize("content", ["not json\n", "[1]\n", '{"type": "campaign"}\n', ""])
+def test_a_file_that_is_not_a_journaled_report_is_not_resumed(tmp_path: Path, content: str) -> None:
+    source = numbered_csv(tmp_path / "liste.csv", rows=1)
+    report = tmp_path / "r.jsonl"
+    report.write_text(content, encoding="utf-8")
+    env = {
+        "VAIRO_API_KEY": API_KEY,
+        "VAIRO_SENDER": "ACME",
+        "VAIRO_BASE_URL": "http://127.0.0.1:9/",
+    }
+
+    result = invoke(bulk_args(source, report), env)
+
+    assert "is not the report of a journaled campaign" in assert_one_line_error(result)
+    assert report.read_text(encoding="utf-8") == content
+
+
+def test_a_report_that_cannot_be_read_is_named(tmp_path: Path) -> None:
+    with pytest.raises(CliError, match="cannot read"):
+        read_previous(tmp_path)  # a folder
+
+
+async def test_rows_the_command_rejects_are_reported_once_across_runs(
+    served: tuple[FakeVairo, dict[str, str]], tmp_path: Path
+) -> None:
+    fake, env = served
+    source = tmp_path / "liste.csv"
+    source.write_text("to,ad\n05399900001,Ali\n05399900002,\n05399900003,Can\n", encoding="utf-8")
+    report = tmp_path / "r.jsonl"
+    args = ["bulk", str(source), "--report", str(report), "--template", "Merhaba {ad}"]
+    fake.inject(Fault.server_error(500))
+
+    first = await invoke_async([*args, "--batch-size", "1"], env)
+    again = await invoke_async([*args, "--batch-size", "1"], env)
+
+    assert (first.exit_code, again.exit_code) == (1, 1)
+    records = read_report(report)
+    assert [r["line"] for r in records if r["type"] == "rejected"] == [3]
+    assert records[-1]["rejected"] == 1
+    assert len(fake.messages) == 1  # the 500's batch is unknown, the other sent once
+
+
+async def test_a_batch_whose_rows_differ_from_the_journal_is_refused_before_it_is_sent(
+    served: tuple[FakeVairo, dict[str, str]], tmp_path: Path
+) -> None:
+    fake, env = served
+    source = numbered_csv(tmp_path / "liste.csv", rows=6)
+    journal = tmp_path / "shared.db"
+    args = ["--journal", str(journal), "--concurrency", "1"]
+    fake.inject(Fault.rate_limit(retry_after=3600), times=2)  # batches 0 and 1: not sent
+    assert (await invoke_async(bulk_args(source, tmp_path / "a.jsonl", *args), env)).exit_code == 1
+    async with SqliteJournal(journal) as store:
+        [campaign] = await store.campaigns()
+        await store.claim(
+            batch_key(campaign, 0),
+            fingerprint="other rows",
+            owner="o",
+            lease=1,
+            campaign=campaign,
+            batch=0,
+        )
+    sent = len(fake.messages)
+
+    result = await invoke_async(bulk_args(source, tmp_path / "b.jsonl", *args), env)
+
+    line = assert_one_line_error(result)
+    assert f"batch 0 of '{campaign}' does not match the journal" in line
+    assert len(fake.messages) == sent
+    assert read_report(tmp_path / "b.jsonl")[-1]["interrupted"] is False

@@ -16,7 +16,8 @@ import redis.asyncio as aioredis
 from tests.cli.test_bulk_files import read_report
 from tests.cli.test_bulk_journal import bulk_args, final_batches, numbered_csv
 from tests.cli.test_cli import assert_one_line_error, invoke_async, served, table_values
-from vairo_async import SqliteJournal
+from vairo_async import ConfigurationError, SqliteJournal
+from vairo_async._cli import common
 from vairo_async._cli.journal import line_ranges, row_refs
 from vairo_async._journal import batch_key, new_owner
 from vairo_async.testing import FakeVairo, Fault
@@ -270,3 +271,21 @@ def test_row_refs_read_every_shape_a_ref_may_have() -> None:
 
     assert row_refs(meta) == ([2, 3, 4, 5], ["A", "B", "7"])
     assert row_refs({}) == ([], [])
+
+
+async def test_a_redis_url_without_a_password_and_without_the_redis_extra(
+    wide: tuple[FakeVairo, dict[str, str]], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    _, env = wide
+    down = await invoke_async(["journal", "campaigns", "redis://127.0.0.1:9/0"], env)
+
+    def no_redis(url: str) -> None:
+        raise ConfigurationError(
+            "RedisJournal needs the redis package: pip install 'vairo-async[redis]'"
+        )
+
+    monkeypatch.setattr(common, "RedisJournal", no_redis)
+    missing = await invoke_async(["journal", "campaigns", "redis://127.0.0.1:9/0"], env)
+
+    assert "redis://127.0.0.1:9/0" in assert_one_line_error(down, 1)
+    assert "needs the redis package" in assert_one_line_error(missing)

@@ -23,6 +23,7 @@ from .._journal import Journal, JournalRecord, RecordState, batch_key
 from .common import (
     EXIT_INCOMPLETE,
     EXIT_OK,
+    EXIT_USAGE,
     CliError,
     JournalTarget,
     figures,
@@ -238,8 +239,6 @@ async def _resolve(store: Journal, target: JournalTarget, key: str, package_id: 
     count = found.recipient_count if found.recipient_count is not None else len(lines) or None
     try:
         record = await store.resolve(key, package_id=package_id, recipient_count=count)
-    except JournalUnavailableError:
-        raise
     except SendInProgressError as exc:
         lease = exc.record.lease_expires
         until = "" if lease is None else f" until {_when(lease)}"
@@ -248,8 +247,9 @@ async def _resolve(store: Journal, target: JournalTarget, key: str, package_id: 
             "resolve it once the lease has passed",
             EXIT_INCOMPLETE,
         ) from None
-    except JournalError as exc:
-        raise CliError(str(exc)) from None
+    except JournalError as exc:  # no record by now, or SENT as another package; or the store
+        unavailable = isinstance(exc, JournalUnavailableError)
+        raise CliError(str(exc), EXIT_INCOMPLETE if unavailable else EXIT_USAGE) from None
     out = session().out
     if record is None:
         rerun = "rerunning the campaign sends it" if key.startswith("batch:") else "it may be sent"
