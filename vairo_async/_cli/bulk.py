@@ -421,7 +421,8 @@ def check_tables(source: CsvSource, check: FileCheck) -> list[Table]:
     "report_path",
     metavar="OUT.jsonl",
     type=click.Path(dir_okay=False, path_type=Path),
-    help="New file for the JSON Lines report of every batch (required unless --dry-run).",
+    help="The JSON Lines report of every batch: a new file, or the report of the campaign "
+    "being resumed (required unless --dry-run).",
 )
 @click.option(
     "--encoding",
