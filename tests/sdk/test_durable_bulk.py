@@ -368,3 +368,46 @@ async def test_a_journal_that_cannot_mark_unknown_leaves_the_claim(
     assert record is not None
     assert record.state is RecordState.CLAIMED  # reads UNKNOWN once its lease passes
     assert "could not mark" in caplog.text
+
+
+async def test_refs_that_are_not_json_are_left_out_of_the_record(
+    fake: FakeVairo, url: str, journal: Journal
+) -> None:
+    rows = [Message(to=f"53{i:08d}", text="x", ref=object()) for i in range(3)]
+    async with client(fake, url, journal) as vairo:
+        result = await vairo.send_bulk(rows, campaign=CAMPAIGN)
+    assert result.sent == 3
+    (record,) = await journal.records(campaign=CAMPAIGN)
+    assert record.meta == {}
+    assert record.state is RecordState.SENT
+
+
+async def test_a_campaign_stopped_while_sent_is_written_keeps_the_package_id(
+    fake: FakeVairo, url: str, journal: Journal, caplog: pytest.LogCaptureFixture
+) -> None:
+    writing = asyncio.Event()
+    gate = asyncio.Event()
+
+    async def hold(name: str, n: int) -> None:
+        if name == "mark_sent":
+            writing.set()
+            await gate.wait()
+
+    seen: list[BulkProgress] = []
+    async with client(fake, url, Hooked(journal, before=hold)) as vairo:
+        task = asyncio.create_task(
+            vairo.send_bulk(ROWS[:10], campaign=CAMPAIGN, on_progress=seen.append)
+        )
+        await writing.wait()
+        task.cancel()  # the campaign stops while the answer is being recorded
+        gate.set()
+        with pytest.raises(asyncio.CancelledError):
+            await task
+    (package_id,) = fake.packages
+    assert [(p.outcome.state, p.outcome.package_id) for p in seen] == [
+        (BatchState.SENT, package_id)
+    ]
+    record = await journal.get(batch_key(CAMPAIGN, 0))
+    assert record is not None
+    assert record.state is RecordState.SENT
+    assert f"package ids: {package_id}" in caplog.text

@@ -286,3 +286,27 @@ async def test_a_journal_that_cannot_release_keeps_the_key_claimed(
         with pytest.raises(SendInProgressError):
             await vairo.send("x", to="5399999999", idempotency_key=KEY)
     assert fake.messages == ()
+
+
+async def test_a_send_cancelled_while_sent_is_written_still_records_it(
+    fake: FakeVairo, url: str, journal: Journal
+) -> None:
+    writing = asyncio.Event()
+    gate = asyncio.Event()
+
+    async def hold(name: str, n: int) -> None:
+        if name == "mark_sent":
+            writing.set()
+            await gate.wait()
+
+    async with client(fake, url, Hooked(journal, before=hold)) as vairo:
+        task = asyncio.create_task(vairo.send("x", to="5399999999", idempotency_key=KEY))
+        await writing.wait()
+        task.cancel()  # the caller gives up; the SENT write goes on to its end
+        gate.set()
+        with pytest.raises(asyncio.CancelledError):
+            await task
+        replay = await vairo.send("x", to="5399999999", idempotency_key=KEY)
+    assert replay.replayed
+    assert replay.package_id == next(iter(fake.packages))
+    assert fake.request_count("send") == 1
