@@ -459,8 +459,9 @@ async def test_exit_statuses_and_ids_in_every_state(
         assert row["id"] == ident
 
 
-async def test_ctrl_c_exits_130_saying_how_many_rows_were_not_read(
-    served: tuple[FakeVairo, dict[str, str]], tmp_path: Path
+@pytest.mark.parametrize("signum", [signal.SIGINT, signal.SIGTERM], ids=["ctrl-c", "sigterm"])
+async def test_ctrl_c_and_sigterm_exit_130_saying_how_many_rows_were_not_read(
+    served: tuple[FakeVairo, dict[str, str]], tmp_path: Path, signum: signal.Signals
 ) -> None:
     fake, env = served
     rows = [(f"M-{n:03d}", f"Müşteri {n}", f"0539 999 {n:04d}", "Van", "Şifre") for n in range(40)]
@@ -487,7 +488,7 @@ async def test_ctrl_c_exits_130_saying_how_many_rows_were_not_read(
         stderr=asyncio.subprocess.PIPE,
     )
     await asyncio.wait_for(accepted.wait(), 30)
-    process.send_signal(signal.SIGINT)
+    process.send_signal(signum)
     stdout, stderr = await asyncio.wait_for(process.communicate(), 30)
 
     assert process.returncode == 130, stderr.decode()

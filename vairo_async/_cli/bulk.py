@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import contextlib
 import json
+import os
 import time
 from collections.abc import Callable, Generator, Iterable
 from datetime import UTC, datetime
@@ -24,16 +25,21 @@ from rich.table import Table
 from .._client import AsyncVairoClient
 from .._config import BulkSettings
 from .._constants import DEFAULT_BATCH_SIZE, DEFAULT_CONCURRENCY, DEFAULT_MAX_CONNECTIONS
-from .._models import BatchOutcome, BulkProgress, Message
+from .._errors import CampaignMismatchError
+from .._journal import Journal, fingerprint
+from .._models import BatchOutcome, BatchState, BulkProgress, Message
 from .._segments import Encoding
 from .common import (
     EXIT_INCOMPLETE,
     EXIT_OK,
     EXIT_REJECTED,
+    JOURNAL_SUFFIX,
     Api,
     CliError,
+    JournalTarget,
     api_options,
     figures,
+    journal_target,
     require_sender,
     run_async,
     sender_option,
@@ -46,6 +52,7 @@ from .rows import (
     RowRef,
     Template,
     check_file,
+    file_digest,
     iter_rows,
     open_source,
     read_exclusions,
@@ -53,13 +60,18 @@ from .rows import (
 )
 
 __all__ = [
+    "Durable",
     "Options",
+    "Previous",
     "Report",
     "Tally",
     "batch_record",
     "bulk",
+    "campaign_id",
     "check_tables",
+    "default_journal",
     "progress_bar",
+    "read_previous",
     "rejected_record",
     "run_campaign",
 ]
@@ -86,6 +98,9 @@ class Tally:
             never reach the SDK, and count as rejected.
         repeats: Rows read with the same number and text as an earlier row.
         expected: Data rows in the file, when known: those beyond `total` were not read.
+        replayed: Rows of batches an earlier run sent (the journal's SENT records): counted
+            in sent, not sent again.
+        campaign: The journal's campaign id, None without a journal.
     """
 
     last: BulkProgress | None = None
@@ -97,6 +112,8 @@ class Tally:
     own_rejected: int = 0
     repeats: int = 0
     expected: int | None = None
+    replayed: int = 0
+    campaign: str | None = None
 
     def count(self, name: str) -> int:
         """`sent`, `failed`, `unknown`, `rejected`, `total` or `estimated_credits` so far."""
@@ -128,6 +145,7 @@ class Tally:
             "type": "summary",
             **{name: self.count("total" if name == "rows" else name) for name in names},
             "repeats": self.repeats,
+            "replayed": self.replayed,
             "not_read": self.not_read,
             "packages": len(self.package_ids),
             "estimated_credits": self.count("estimated_credits"),
@@ -138,9 +156,11 @@ class Tally:
     def count_figures(self) -> list[tuple[str, str]]:
         """The summary table's rows of counts."""
         names = ("sent", "rejected", "failed", "unknown")
+        replayed = [] if self.campaign is None else [("replayed", f"{self.replayed:,}")]
         return [
             ("rows", f"{self.count('total'):,}"),
             *((name, f"{self.count(name):,}") for name in names),
+            *replayed,
             ("packages", f"{len(self.package_ids):,}"),
         ]
 
@@ -152,8 +172,10 @@ class Tally:
             stopped.append(("interrupted", f"yes, {self.not_read:,} rows not read"))
         elif self.not_read:
             stopped.append(("not read", f"{self.not_read:,}"))
+        campaign = [] if self.campaign is None else [("campaign", self.campaign)]
         return [
             *stopped,
+            *campaign,
             *self.count_figures(),
             ("repeats", f"{self.repeats:,}"),
             ("estimated credits", f"{self.count('estimated_credits'):,}"),
@@ -190,6 +212,7 @@ async def run_campaign(
     settings: BulkSettings,
     on_outcome: Callable[[BatchOutcome], None] | None = None,
     exclude: frozenset[str] = frozenset(),
+    campaign: str | None = None,
 ) -> None:
     """Send `rows` through `iter_bulk` under `settings` and a progress bar, counting into
     `tally`.
@@ -197,7 +220,8 @@ async def run_campaign(
     `on_outcome` runs from `on_progress`, so it also sees the batches settled while the
     campaign is cancelled. If it raises `OSError` (a report that cannot be written), the
     campaign stops and later outcomes are kept in `tally.unwritten`. Rows to a number in
-    `exclude` are rejected as excluded.
+    `exclude` are rejected as excluded. With `campaign`, the client's journal keeps the
+    campaign under that id (see `iter_bulk`).
     """
 
     def settled(progress: BulkProgress) -> None:
@@ -206,6 +230,8 @@ async def run_campaign(
         if outcome.package_id is not None:
             tally.package_ids.append(outcome.package_id)
         tally.with_rows += bool(outcome.messages)
+        if outcome.replayed and outcome.state is BatchState.SENT:
+            tally.replayed += len(outcome.messages)
         if on_outcome is not None and tally.write_error is None:
             try:
                 on_outcome(outcome)
@@ -225,6 +251,7 @@ async def run_campaign(
             rate=settings.rate,
             on_progress=settled,
             exclude=exclude,
+            campaign=campaign,
         )
         try:
             async with contextlib.aclosing(batches):
@@ -236,11 +263,19 @@ async def run_campaign(
 
 
 class Report:
-    """The JSON Lines report: created new (never overwritten), flushed line by line."""
+    """The JSON Lines report, flushed line by line.
 
-    def __init__(self, path: Path) -> None:
+    Created new (never overwritten), or, resuming a journaled campaign, appended to from
+    `append_at`: the end of its last whole line (a line a crash cut short is dropped).
+    """
+
+    def __init__(self, path: Path, *, append_at: int | None = None) -> None:
         try:
-            self._file = path.open("x", encoding="utf-8", newline="\n")
+            if append_at is None:
+                self._file = path.open("x", encoding="utf-8", newline="\n")
+            else:
+                os.truncate(path, append_at)
+                self._file = path.open("a", encoding="utf-8", newline="\n")
         except FileExistsError:
             raise CliError(
                 f"{path} exists; pick a new report file (an old one may hold package ids)"
@@ -256,6 +291,59 @@ class Report:
     def close(self) -> None:
         """Close the file."""
         self._file.close()
+
+
+@attrs.frozen
+class Previous:
+    """What earlier runs wrote to a report being resumed.
+
+    Attributes:
+        header: The first run's `campaign` record.
+        size: Bytes up to the end of the last whole line.
+        batches: Each batch record's (index, state, package id): not written again.
+        rejected_lines: Lines of the rows the command rejected itself, already written.
+    """
+
+    header: dict[str, Any]
+    size: int
+    batches: frozenset[tuple[int, str, int | None]] = frozenset()
+    rejected_lines: frozenset[int] = frozenset()
+
+
+def read_previous(path: Path) -> Previous | None:
+    """The report at `path` as earlier runs left it, or None when there is none.
+
+    Raises:
+        CliError: The file is not a report of a journaled campaign (written with
+            `--no-journal`, or not a report at all); exit status 2.
+    """
+    try:
+        data = path.read_bytes()
+    except FileNotFoundError:
+        return None
+    except OSError as exc:
+        raise CliError(f"cannot read {path}: {exc.strerror or exc}") from None
+    size = data.rfind(b"\n") + 1
+    records: list[dict[str, Any]] = []
+    try:
+        for line in data[:size].splitlines():
+            record = json.loads(line)
+            if not isinstance(record, dict):
+                raise ValueError(line)
+            records.append(record)
+    except ValueError:
+        records = []
+    header = records[0] if records else {}
+    if header.get("type") != "campaign" or not isinstance(header.get("campaign"), str):
+        raise CliError(
+            f"{path} exists and is not the report of a journaled campaign; pick a new report "
+            "file (an old one may hold package ids)"
+        )
+    batches = frozenset(
+        (r["batch"], r["state"], r["package_id"]) for r in records if r.get("type") == "batch"
+    )
+    rejected = frozenset(r["line"] for r in records if r.get("type") == "rejected")
+    return Previous(header, size, batches, rejected)
 
 
 def batch_record(outcome: BatchOutcome, *, ids: bool = False) -> dict[str, Any]:
@@ -283,6 +371,8 @@ def batch_record(outcome: BatchOutcome, *, ids: bool = False) -> dict[str, Any]:
             for r in outcome.rejected
         ],
     }
+    if outcome.replayed:
+        record["replayed"] = True
     if outcome.error is not None and outcome.messages:
         record["error"] = f"{type(outcome.error).__name__}: {outcome.error}"
     return record
@@ -331,7 +421,8 @@ def check_tables(source: CsvSource, check: FileCheck) -> list[Table]:
     "report_path",
     metavar="OUT.jsonl",
     type=click.Path(dir_okay=False, path_type=Path),
-    help="New file for the JSON Lines report of every batch (required unless --dry-run).",
+    help="The JSON Lines report of every batch: a new file, or the report of the campaign "
+    "being resumed (required unless --dry-run).",
 )
 @click.option(
     "--encoding",
@@ -375,6 +466,18 @@ def check_tables(source: CsvSource, check: FileCheck) -> list[Table]:
     help="Batches in flight at most.",
 )
 @click.option("--rate", type=click.FloatRange(min=0, min_open=True), help="Sends per second.")
+@click.option(
+    "--journal",
+    "journal_value",
+    metavar="PATH|URL",
+    help="Where the campaign's journal lives: a SQLite file or a redis:// URL "
+    f"(default: OUT.jsonl{JOURNAL_SUFFIX} beside the report).",
+)
+@click.option(
+    "--no-journal",
+    is_flag=True,
+    help="Keep no journal: a rerun cannot resume, and would send every row again.",
+)
 @sender_option
 @api_options
 def bulk(
@@ -394,16 +497,23 @@ def bulk(
     batch_size: int,
     concurrency: int,
     rate: float | None,
+    journal_value: str | None,
+    no_journal: bool,
     sender: str | None,
 ) -> int:
     """Send a campaign from a CSV file.
 
     FILE.csv has a header line naming a number column and a text column ('to' and 'text'
     unless --to-column and --text-column say otherwise), or the text comes from --text or
-    --template. Every batch's outcome goes to the new JSON Lines file OUT.jsonl as it
-    settles. Exit status 0 all sent, 3 every valid row sent and some rejected, 1 some rows
-    failed or unknown, 2 bad usage or input, 130 interrupted.
+    --template. Every batch's outcome goes to the JSON Lines file OUT.jsonl as it settles.
+    A journal (OUT.jsonl.journal unless --journal says otherwise) records each batch before
+    it is sent: rerunning the same command after a crash or Ctrl-C resumes the campaign,
+    appending to OUT.jsonl, and sends nothing twice. Exit status 0 all sent, 3 every valid
+    row sent and some rejected, 1 some rows failed or unknown, 2 bad usage or input, 130
+    interrupted (Ctrl-C or SIGTERM).
     """
+    if journal_value is not None and no_journal:
+        raise CliError("--journal and --no-journal exclude each other: give one")
     if text is not None and not text.strip():
         raise CliError("--text is empty")
     if template is not None and template_file is not None:
@@ -444,7 +554,114 @@ def bulk(
         )
     settings = BulkSettings(batch_size=batch_size, concurrency=concurrency, rate=rate)
     options = Options(exclude=exclude, dedupe=dedupe, exclude_path=exclude_path)
-    return run_async(_bulk(api, sender, source, check, report_path, settings, options))
+    durable = None
+    if not no_journal:
+        explicit = journal_value is not None
+        target = journal_target(journal_value) if journal_value else default_journal(report_path)
+        campaign = campaign_id(source, sender, options, settings, file_digest(csv_path))
+        durable = Durable(target, campaign, explicit, read_previous(report_path))
+        durable.check_report(report_path)
+    return run_async(_bulk(api, sender, source, check, report_path, settings, options, durable))
+
+
+def default_journal(report_path: Path) -> JournalTarget:
+    """`bulk`'s journal when `--journal` is not given: a SQLite file beside the report."""
+    path = report_path.with_name(report_path.name + JOURNAL_SUFFIX)
+    return JournalTarget(str(path), str(path.absolute()))
+
+
+def campaign_id(
+    source: CsvSource, sender: str, options: Options, settings: BulkSettings, digest: str
+) -> str:
+    """The journal's id for this campaign: the same for the same file and options.
+
+    It digests what decides which rows are sent in which batch: the file's bytes (its
+    SHA-256 `digest`), how it is read (encoding, columns, text or template), the row
+    options, the sender and the batch size. Concurrency and rate may change on a rerun.
+    """
+    template = None if source.template is None else source.template.source
+    parts = [
+        digest,
+        source.codec,
+        source.to_column,
+        source.text_column,
+        source.id_column,
+        source.text,
+        template,
+        options.dedupe,
+        sorted(options.exclude),
+        sender,
+        settings.batch_size,
+    ]
+    return f"bulk-{fingerprint('vairo-sms bulk', *parts)[:16]}"
+
+
+@attrs.frozen
+class Durable:
+    """How a run keeps its journal: where, under which campaign id, resuming what.
+
+    Attributes:
+        target: The journal's file or Redis URL.
+        campaign: The campaign id (see `campaign_id`).
+        explicit: The journal came from `--journal` (it may hold other campaigns); else
+            it is the report's own, beside it, and holds this campaign only.
+        previous: The report as earlier runs left it, None for a new report.
+    """
+
+    target: JournalTarget
+    campaign: str
+    explicit: bool
+    previous: Previous | None = None
+
+    def check_report(self, report_path: Path) -> None:
+        """Refuse to resume a report written for another campaign or journal.
+
+        Raises:
+            CampaignMismatchError: The report is another campaign's: the file or an option
+                that shapes batches changed since it was written; exit status 2.
+            CliError: The report was written with another journal; exit status 2.
+        """
+        if self.previous is None:
+            return
+        header = self.previous.header
+        if header["campaign"] != self.campaign:
+            raise CampaignMismatchError(
+                header["campaign"],
+                f"{report_path} was written for it, and the file or the options that shape "
+                f"batches (columns, text, template, --dedupe, --exclude, --sender, "
+                f"--batch-size) have changed since (campaign {self.campaign} now); rerun "
+                "with the first run's file and options, or pick a new --report",
+            )
+        if header.get("journal") != self.target.shown:
+            raise CliError(
+                f"{report_path} was written with the journal {header.get('journal')}, not "
+                f"{self.target.shown}: pass --journal {header.get('journal')}"
+            )
+
+    async def check_journal(self, store: Journal, report_path: Path) -> None:
+        """Refuse a journal that cannot be this campaign's (before anything is sent).
+
+        Raises:
+            CampaignMismatchError: The report's own journal holds another campaign.
+            CliError: The report holds batches, but the journal knows nothing of them.
+        """
+        if await store.get_campaign(self.campaign) is not None:
+            return
+        if not self.explicit:
+            others = await store.campaigns()
+            if others:
+                raise CampaignMismatchError(
+                    next(iter(others)),
+                    f"{self.target.shown} is the journal of another run of {report_path}; "
+                    "the file or the options that shape batches have changed since; rerun "
+                    "with that run's file and options, or pick a new --report",
+                )
+        if self.previous is not None and self.previous.batches:
+            raise CliError(
+                f"{report_path} holds batches of campaign {self.campaign}, but the journal "
+                f"{self.target.shown} has no record of it: it was deleted or is another "
+                "one; resuming would send those batches again"
+            )
 
 
 @attrs.frozen
@@ -463,9 +680,14 @@ class Options:
 
 
 def _messages(
-    source: CsvSource, options: Options, tally: Tally, report: Report
+    source: CsvSource,
+    options: Options,
+    tally: Tally,
+    report: Report,
+    written: frozenset[int] = frozenset(),
 ) -> Generator[Message, None, None]:
-    """The file's rows as messages; rows the command rejects go to the report instead."""
+    """The file's rows as messages; rows the command rejects go to the report instead,
+    unless an earlier run wrote them (their lines are in `written`)."""
     ids = source.id_column is not None
     for row in iter_rows(source, exclude=options.exclude, dedupe=options.dedupe):
         tally.repeats += row.repeat_of is not None
@@ -473,6 +695,8 @@ def _messages(
             yield row.message()
             continue
         tally.own_rejected += 1
+        if row.line in written:
+            continue
         try:
             report.write(rejected_record(row, ids=ids))
         except OSError as exc:
@@ -488,53 +712,102 @@ async def _bulk(
     report_path: Path,
     settings: BulkSettings,
     options: Options | None = None,
+    durable: Durable | None = None,
 ) -> int:
     options = options or Options()
-    tally = Tally(expected=check.rows)
-    ids = source.id_column is not None
-    async with api.client(sender) as vairo:
-        report = Report(report_path)
-        rows = _messages(source, options, tally, report)
-        started_at = datetime.now(UTC).isoformat(timespec="seconds")
-        report.write(
-            {
-                "type": "campaign",
-                "file": str(source.path),
-                "rows": check.rows,
-                "valid": check.valid,
-                "repeats": check.repeats,
-                "sender": sender,
-                "encoding": source.encoding_label,
-                "dedupe": options.dedupe,
-                "exclude": None if options.exclude_path is None else str(options.exclude_path),
-            }
-            | attrs.asdict(settings)
-            | {"started_at": started_at}
+    async with contextlib.AsyncExitStack() as stack:
+        store = None
+        if durable is not None:
+            store = await stack.enter_async_context(durable.target.open(create=True))
+            await durable.check_journal(store, report_path)
+        vairo = await stack.enter_async_context(api.client(sender, journal=store))
+        return await _campaign(
+            vairo, sender, source, check, report_path, settings, options, durable
         )
-        interrupted = True
-        try:
-            await run_campaign(
-                vairo,
-                rows,
-                tally=tally,
-                total=check.rows,
-                console=session().err,
-                settings=settings,
-                on_outcome=lambda outcome: report.write(batch_record(outcome, ids=ids)),
-                exclude=options.exclude,
+    raise AssertionError("unreachable")  # pragma: no cover  (mypy: the stack may swallow)
+
+
+async def _campaign(
+    vairo: AsyncVairoClient,
+    sender: str,
+    source: CsvSource,
+    check: FileCheck,
+    report_path: Path,
+    settings: BulkSettings,
+    options: Options,
+    durable: Durable | None,
+) -> int:
+    previous = None if durable is None else durable.previous
+    tally = Tally(expected=check.rows, campaign=None if durable is None else durable.campaign)
+    ids = source.id_column is not None
+    report = Report(report_path, append_at=None if previous is None else previous.size)
+    written = frozenset() if previous is None else previous.rejected_lines
+    rows = _messages(source, options, tally, report, written)
+    started_at = datetime.now(UTC).isoformat(timespec="seconds")
+    journaled: dict[str, Any] = {}
+    if durable is not None:
+        journaled = {
+            "campaign": durable.campaign,
+            "journal": durable.target.shown,
+            "resumed": previous is not None,
+        }
+        if previous is not None:
+            session().err.print(
+                f"resuming campaign {durable.campaign}: batches the journal holds are not "
+                f"sent again; appending to {report_path}",
+                markup=False,
+                soft_wrap=True,
             )
-            interrupted = False
-        except CliError as exc:
-            raise CliError(f"reading failed during the campaign: {exc}", EXIT_INCOMPLETE) from None
-        finally:
-            rows.close()
-            if tally.write_error is None:
-                report.write(tally.summary(interrupted=interrupted))
-            report.close()
-            title = f"Campaign {source.path.name} → {report_path}"
-            if interrupted:
-                title += " (interrupted)"
-            session().out.print(figures(title, tally.figures(interrupted=interrupted)))
+    report.write(
+        {
+            "type": "campaign",
+            **journaled,
+            "file": str(source.path),
+            "rows": check.rows,
+            "valid": check.valid,
+            "repeats": check.repeats,
+            "sender": sender,
+            "encoding": source.encoding_label,
+            "dedupe": options.dedupe,
+            "exclude": None if options.exclude_path is None else str(options.exclude_path),
+        }
+        | attrs.asdict(settings)
+        | {"started_at": started_at}
+    )
+    done = frozenset() if previous is None else previous.batches
+
+    def write(outcome: BatchOutcome) -> None:
+        if (outcome.index, outcome.state.value, outcome.package_id) not in done:
+            report.write(batch_record(outcome, ids=ids))
+
+    interrupted = True
+    try:
+        await run_campaign(
+            vairo,
+            rows,
+            tally=tally,
+            total=check.rows,
+            console=session().err,
+            settings=settings,
+            on_outcome=write,
+            exclude=options.exclude,
+            campaign=tally.campaign,
+        )
+        interrupted = False
+    except CliError as exc:
+        raise CliError(f"reading failed during the campaign: {exc}", EXIT_INCOMPLETE) from None
+    except CampaignMismatchError:
+        interrupted = False
+        raise
+    finally:
+        rows.close()
+        if tally.write_error is None:
+            report.write(tally.summary(interrupted=interrupted))
+        report.close()
+        title = f"Campaign {source.path.name} → {report_path}"
+        if interrupted:
+            title += " (interrupted)"
+        session().out.print(figures(title, tally.figures(interrupted=interrupted)))
     if tally.write_error is not None:
         lost = [o.package_id for o in tally.unwritten if o.package_id is not None]
         raise CliError(

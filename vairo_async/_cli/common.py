@@ -3,13 +3,16 @@
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import functools
 import json
 import logging
 import os
+import signal
 from collections.abc import Callable, Coroutine, Iterable
 from pathlib import Path
 from typing import Any, TypeVar
+from urllib.parse import unquote, urlsplit, urlunsplit
 
 import attrs
 import click
@@ -19,8 +22,10 @@ from rich.table import Table
 
 from .._client import AsyncVairoClient
 from .._constants import ENV_API_KEY, ENV_BASE_URL, ENV_SENDER
+from .._errors import ConfigurationError
+from .._journal import Journal, RedisJournal, SqliteJournal
 from .._models import PackageReport
-from .._redact import redact
+from .._redact import REDACTED, redact
 from .._validate import check_sender
 
 __all__ = [
@@ -30,13 +35,17 @@ __all__ = [
     "EXIT_OK",
     "EXIT_REJECTED",
     "EXIT_USAGE",
+    "JOURNAL_SUFFIX",
     "PROG",
+    "REDIS_SCHEMES",
     "Api",
     "CliError",
+    "JournalTarget",
     "Session",
     "api_options",
     "describe_report",
     "figures",
+    "journal_target",
     "one_line",
     "require_sender",
     "run_async",
@@ -48,6 +57,10 @@ T = TypeVar("T")
 
 PROG = "vairo-sms"
 ENV_API_KEY_FILE = "VAIRO_API_KEY_FILE"
+#: `bulk`'s default journal is the report's path with this added: `out.jsonl.journal`.
+JOURNAL_SUFFIX = ".journal"
+#: A `--journal` value starting with one of these is a Redis server, anything else a file.
+REDIS_SCHEMES = ("redis://", "rediss://", "unix://")
 
 #: Every row sent, none rejected; every package COMPLETED.
 EXIT_OK = 0
@@ -120,10 +133,45 @@ def session() -> Session:
 
 
 def run_async(coroutine: Coroutine[Any, Any, T]) -> T:
-    """Run a subcommand's coroutine, the SDK's warnings shown only with `--verbose`."""
+    """Run a subcommand's coroutine, the SDK's warnings shown only with `--verbose`.
+
+    SIGTERM (what `docker stop`, systemd and Kubernetes send) stops it as Ctrl-C does: the
+    coroutine is cancelled, its cleanup runs (a campaign writes its summary), and
+    `KeyboardInterrupt` comes out, so the run ends with the interrupted status, 130.
+    """
     remove_handler = session().capture_logs()
+    terminated = False
+
+    async def terminable() -> T:
+        task = asyncio.current_task()
+        loop = asyncio.get_running_loop()
+        assert task is not None
+
+        def terminate() -> None:
+            nonlocal terminated
+            terminated = True
+            task.cancel()
+
+        # Only the main thread of a Unix process can take signals (tests run commands
+        # in threads): elsewhere SIGTERM keeps its default.
+        handled = False
+        with contextlib.suppress(NotImplementedError, RuntimeError, ValueError):
+            loop.add_signal_handler(signal.SIGTERM, terminate)
+            handled = True
+        try:
+            return await coroutine
+        finally:
+            if handled:
+                loop.remove_signal_handler(signal.SIGTERM)
+
     try:
-        return asyncio.run(coroutine)
+        return asyncio.run(terminable())
+    except BaseException as exc:
+        # The cancellation (whatever else the cleanup raised on its way out) is the
+        # SIGTERM's: report it as the interruption it is.
+        if terminated and not isinstance(exc, Exception):
+            raise KeyboardInterrupt from None
+        raise
     finally:
         remove_handler()
 
@@ -245,3 +293,70 @@ def figures(title: str, rows: Iterable[tuple[str, str]]) -> Table:
     for label, value in rows:
         table.add_row(label, value)
     return table
+
+
+@attrs.frozen
+class JournalTarget:
+    """Where a journal lives, as `--journal` (or a JOURNAL argument) names it.
+
+    Attributes:
+        location: A SQLite file's path, or a Redis URL (password included: never shown).
+        shown: How output names it: the file's absolute path, or the URL with its
+            password replaced.
+    """
+
+    location: str = attrs.field(repr=False)
+    shown: str
+
+    @property
+    def is_redis(self) -> bool:
+        """True for a Redis URL, False for a SQLite file."""
+        return self.location.startswith(REDIS_SCHEMES)
+
+    def open(self, *, create: bool) -> Journal:
+        """The journal, not yet connected (the stores connect on first use).
+
+        Args:
+            create: Make a missing SQLite file; else a missing one is an error (a journal
+                command reading a misspelt path should not leave an empty journal behind).
+
+        Raises:
+            CliError: The file is missing (without `create`), its folder is, or the URL is
+                not one Redis takes, or the `redis` extra is not installed; exit status 2.
+        """
+        if self.is_redis:
+            try:
+                return RedisJournal(self.location)
+            except ConfigurationError as exc:
+                raise CliError(str(exc)) from None
+        path = Path(self.location)
+        if path.is_dir():
+            raise CliError(f"the journal {self.shown} is a folder, not a file")
+        if not create and not path.exists():
+            raise CliError(f"no journal at {self.shown}")
+        if not path.parent.is_dir():
+            raise CliError(f"cannot make the journal {self.shown}: its folder does not exist")
+        return SqliteJournal(path)
+
+
+def journal_target(value: str) -> JournalTarget:
+    """Read a `--journal` value: a `redis://`, `rediss://` or `unix://` URL, else a path.
+
+    A URL's password is added to the run's secrets, so no error line can show it either.
+
+    Raises:
+        CliError: The value is empty; exit status 2.
+    """
+    value = value.strip()
+    if not value:
+        raise CliError("--journal is empty: give a file path or a redis:// URL")
+    if not value.startswith(REDIS_SCHEMES):
+        return JournalTarget(value, str(Path(value).absolute()))
+    parts = urlsplit(value)
+    shown = value
+    if parts.password:
+        session().secrets.extend({parts.password, unquote(parts.password)})
+        userinfo, _, hostinfo = parts.netloc.rpartition("@")
+        user = userinfo.partition(":")[0]
+        shown = urlunsplit(parts._replace(netloc=f"{user}:{REDACTED}@{hostinfo}"))
+    return JournalTarget(value, shown)

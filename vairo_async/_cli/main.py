@@ -18,7 +18,13 @@ from rich.table import Table
 from .._client import AsyncVairoClient
 from .._config import WaitSettings
 from .._constants import DEFAULT_MAX_POLL_INTERVAL, DEFAULT_POLL_INTERVAL, DEFAULT_WAIT_CONCURRENCY
-from .._errors import ConfigurationError, InvalidRequestError, VairoError, WaitAllError
+from .._errors import (
+    CampaignMismatchError,
+    ConfigurationError,
+    InvalidRequestError,
+    VairoError,
+    WaitAllError,
+)
 from .._models import PackageReport, PackageStatus
 from .._segments import segments, transliterate_turkish
 from .._version import __version__
@@ -41,6 +47,7 @@ from .common import (
     session,
 )
 from .demo import demo
+from .journal import journal
 
 __all__ = ["cli"]
 
@@ -82,7 +89,7 @@ def _report_failure(exc: BaseException, state: Session) -> int:
             message, status = f"{PROG}: interrupted", EXIT_INTERRUPTED
         case CliError():
             message, status = f"{PROG}: {exc}", exc.code
-        case ConfigurationError() | InvalidRequestError():
+        case ConfigurationError() | InvalidRequestError() | CampaignMismatchError():
             message, status = f"{PROG}: {exc}", EXIT_USAGE
         case VairoError():
             message, status = f"{PROG}: {type(exc).__name__}: {exc}", EXIT_INCOMPLETE
@@ -326,3 +333,4 @@ def emulator(args: tuple[str, ...]) -> int:
 
 cli.add_command(bulk)
 cli.add_command(demo)
+cli.add_command(journal)

@@ -13,6 +13,7 @@ import codecs
 import collections
 import contextlib
 import csv
+import dataclasses
 import hashlib
 import re
 import unicodedata
@@ -34,6 +35,7 @@ __all__ = [
     "RowRef",
     "Template",
     "check_file",
+    "file_digest",
     "fold",
     "guess_encoding",
     "iter_rows",
@@ -273,6 +275,19 @@ def read_exclusions(path: Path) -> frozenset[str]:
 # --- the file -------------------------------------------------------------------------------
 
 
+def file_digest(path: Path) -> str:
+    """The SHA-256 hex digest of the file's bytes: what a rerun must find unchanged.
+
+    Raises:
+        CliError: The file cannot be read; exit status 2.
+    """
+    try:
+        with path.open("rb") as file:
+            return hashlib.file_digest(file, "sha256").hexdigest()
+    except OSError as exc:
+        raise CliError(f"cannot read {path}: {exc.strerror or exc}") from None
+
+
 @attrs.frozen
 class CsvSource:
     """A campaign file whose header has been read and matched.
@@ -408,9 +423,13 @@ def open_source(
     )
 
 
-@attrs.frozen
+@dataclasses.dataclass(frozen=True, slots=True)
 class RowRef:
     """What the command keeps on each `Message.ref`: where the row came from.
+
+    A dataclass rather than attrs, so that orjson writes it as `{"line": N, "id": ...}`:
+    a journaled campaign keeps its batches' refs in each batch record's `meta["refs"]`,
+    which `vairo-sms journal unknown` shows.
 
     Attributes:
         line: The file line the row starts on.
