@@ -90,13 +90,14 @@ def _ready(proc: subprocess.Popen[bytes], url: str, workers: int) -> frozenset[i
     """
     pids: set[int] = set()
     deadline = time.monotonic() + READY_WITHIN
-    while len(pids) < workers:
+    while True:
         try:
             answer = httpx.get(f"{url}/health", timeout=5.0, trust_env=False)
             pids.add(answer.json()["pid"])
-            continue
         except httpx.TransportError:
             pass
+        if len(pids) == workers:
+            return frozenset(pids)
         # Waiting on the process both paces the polls and notices an early exit.
         with contextlib.suppress(subprocess.TimeoutExpired):
             proc.wait(timeout=0.05)
@@ -104,34 +105,45 @@ def _ready(proc: subprocess.Popen[bytes], url: str, workers: int) -> frozenset[i
             return None
         if time.monotonic() > deadline:
             raise AssertionError(f"{APP} did not answer /health within {READY_WITHIN}s")
-    return frozenset(pids)
+
+
+def app_environment(directory: Path, emulator_url: str) -> dict[str, str]:
+    """The example's configuration: the SDK's variables and the journal's path."""
+    return {
+        **os.environ,
+        "VAIRO_API_KEY": DEFAULT_API_KEY,
+        "VAIRO_BASE_URL": emulator_url,
+        "VAIRO_SENDER": "ACME",
+        "OTP_JOURNAL_PATH": str(directory / "journal.sqlite3"),
+    }
+
+
+def start_uvicorn(
+    env: dict[str, str], port: int, log_path: Path, *options: str
+) -> subprocess.Popen[bytes]:
+    """`python -m uvicorn` serving the example from the repository's root, output to a file."""
+    address = ["--host", "127.0.0.1", "--port", str(port)]
+    with log_path.open("wb") as log:
+        return subprocess.Popen(
+            [sys.executable, "-m", "uvicorn", APP, *address, "--no-access-log", *options],
+            cwd=ROOT,
+            env=env,
+            stdin=subprocess.DEVNULL,
+            stdout=log,
+            stderr=subprocess.STDOUT,
+        )
 
 
 @contextlib.contextmanager
 def run_app(directory: Path, emulator_url: str, *, workers: int = 1) -> Iterator[App]:
     """uvicorn serving the example on a free loopback port, configured by its environment."""
-    journal = directory / "journal.sqlite3"
-    env = {
-        **os.environ,
-        "VAIRO_API_KEY": DEFAULT_API_KEY,
-        "VAIRO_BASE_URL": emulator_url,
-        "VAIRO_SENDER": "ACME",
-        "OTP_JOURNAL_PATH": str(journal),
-    }
-    options = ["--host", "127.0.0.1", "--no-access-log", "--workers", str(workers)]
+    env = app_environment(directory, emulator_url)
+    journal = Path(env["OTP_JOURNAL_PATH"])
     for attempt in range(3):  # another process may take the free port before uvicorn binds it
         port = _free_port()
         url = f"http://127.0.0.1:{port}"
         log_path = directory / f"uvicorn-{attempt}.log"
-        with log_path.open("wb") as log:
-            proc = subprocess.Popen(
-                [sys.executable, "-m", "uvicorn", APP, "--port", str(port), *options],
-                cwd=ROOT,
-                env=env,
-                stdin=subprocess.DEVNULL,
-                stdout=log,
-                stderr=subprocess.STDOUT,
-            )
+        proc = start_uvicorn(env, port, log_path, "--workers", str(workers))
         try:
             pids = _ready(proc, url, workers)
             if pids is not None:
@@ -156,6 +168,7 @@ def app(tmp_path_factory: pytest.TempPathFactory, emulator_url: str) -> Iterator
         yield running
         log = running.log()
     assert "Traceback" not in log, log
+    assert DEFAULT_API_KEY not in log
 
 
 @pytest.fixture
@@ -240,7 +253,7 @@ async def test_the_same_key_twice_sends_once(app: App, emulator: RemoteFakeVairo
 async def test_the_same_key_while_in_flight_is_409_and_sends_once(
     app: App, emulator: RemoteFakeVairo
 ) -> None:
-    await emulator.inject(Fault.latency(2.0))  # accepted at once, answered 2 s later
+    await emulator.inject(Fault.latency(3.0))  # accepted at once, answered 3 s later
     async with caller(app) as client:
         first = asyncio.create_task(post_otp(client, "5321112233", key="in-flight"))
         await until_accepted(emulator, "5321112233")
@@ -391,3 +404,17 @@ async def test_two_workers_share_the_journal_and_send_each_key_once(
         assert again[i].json() == {"package_id": ids[phone], "replayed": True}
     assert log.count(CLOSED_LINE) == 2, log
     assert "Traceback" not in log
+
+
+def test_without_an_api_key_the_app_does_not_start(tmp_path: Path, emulator_url: str) -> None:
+    env = app_environment(tmp_path, emulator_url)
+    del env["VAIRO_API_KEY"]
+    log_path = tmp_path / "uvicorn.log"
+    with start_uvicorn(env, _free_port(), log_path) as proc:
+        status = proc.wait(timeout=60)
+    log = log_path.read_text(encoding="utf-8")
+
+    assert status != 0
+    assert "vairo_async.ConfigurationError" in log
+    assert "VAIRO_API_KEY" in log
+    assert "Application startup failed" in log
