@@ -15,8 +15,9 @@ after `pip install -e ".[examples]"`, from the repository's root:
 - The request's `Idempotency-Key` is the send's `idempotency_key=`: the same key with the
   same body sends one SMS however often it arrives, concurrently or from another worker
   (they share the SQLite file), and a repeat gets the first answer with `"replayed": true`.
-  The caller chooses the code, so a retried request carries the same text. Without the
-  header the code is sent with no such protection.
+  The caller chooses the code, so a retried request carries the same text. Keys are global
+  to the journal (prefix them with the caller's identity if there are several callers).
+  Without the header the code is sent with no such protection.
 - Answers: 202 sent; 422 bad input, or the key reused for another body; 409 the same key in
   flight; 503 certainly not sent, retry (after `Retry-After` when VairoSMS gave one); 502
   the SMS may have gone out: do not resend.
