@@ -13,6 +13,7 @@ from vairo_async import (
     AsyncVairoClient,
     BatchState,
     BulkProgress,
+    BulkResult,
     CampaignMismatchError,
     ConfigurationError,
     InvalidRequestError,
@@ -297,3 +298,73 @@ async def test_cancelling_marks_started_batches_unknown_and_leaves_others_unreco
     assert states[0] is states[1] is BatchState.UNKNOWN
     assert states[2] is BatchState.FAILED
     assert seen[-1].total == seen[-1].read
+
+
+async def test_a_run_racing_another_reports_the_other_runs_batches(
+    fake: FakeVairo, url: str, journal: Journal
+) -> None:
+    """Run A reads the journal, then run B sends the whole campaign before A's first claim."""
+    other: list[BulkResult] = []
+
+    async def run_b_first(name: str, n: int) -> None:
+        if name == "claim" and n == 1:
+            async with client(fake, url, journal) as b:
+                other.append(await b.send_bulk(ROWS, batch_size=10, campaign=CAMPAIGN))
+
+    async with client(fake, url, Hooked(journal, before=run_b_first)) as a:
+        result = await a.send_bulk(ROWS, batch_size=10, concurrency=1, campaign=CAMPAIGN)
+    assert fake.request_count("send") == 5
+    assert all(o.replayed and o.state is BatchState.SENT for o in result.outcomes)
+    assert sorted(result.package_ids) == sorted(other[0].package_ids)
+
+
+async def test_a_run_racing_an_unknown_batch_reports_it_unknown(
+    fake: FakeVairo, url: str, journal: Journal
+) -> None:
+    async def unknown_first(name: str, n: int) -> None:
+        if name == "claim" and n == 1:
+            fake.inject(Fault.drop_after_accept())
+            async with client(fake, url, journal) as b:
+                await b.send_bulk(ROWS[:10], batch_size=10, campaign=CAMPAIGN)
+
+    async with client(fake, url, Hooked(journal, before=unknown_first)) as a:
+        result = await a.send_bulk(ROWS[:10], batch_size=10, campaign=CAMPAIGN)
+    (outcome,) = result.outcomes
+    assert outcome.state is BatchState.UNKNOWN
+    assert isinstance(outcome.error, OutcomeUnknownError)
+    assert fake.request_count("send") == 1
+
+
+async def test_a_mismatch_settles_the_rows_still_forming_and_sends_nothing_more(
+    fake: FakeVairo, url: str, journal: Journal
+) -> None:
+    turkish = [Message(to=f"54{i:08d}", text=f"Şifreniz {i}") for i in range(3)]
+    rows = [*turkish, *ROWS[:20]]
+    changed = [*turkish, *ROWS[:15], Message(to="5559999999", text="other"), *ROWS[16:20]]
+    seen: list[BulkProgress] = []
+    async with client(fake, url, journal) as vairo:
+        await vairo.send_bulk(rows, batch_size=10, campaign=CAMPAIGN)
+        with pytest.raises(CampaignMismatchError) as caught:
+            await vairo.send_bulk(
+                changed, batch_size=10, campaign=CAMPAIGN, on_progress=seen.append
+            )
+        # A batch cut short at the end of the input is found out as it is flushed.
+        with pytest.raises(CampaignMismatchError) as short:
+            await vairo.send_bulk(rows[:22], batch_size=10, campaign=CAMPAIGN)
+    assert caught.value.batch == short.value.batch == 1
+    assert fake.request_count("send") == 3
+    assert seen[-1].total == seen[-1].read == 23
+    assert seen[-1].failed == 13  # the changed batch and the Turkish rows still forming
+
+
+async def test_a_journal_that_cannot_mark_unknown_leaves_the_claim(
+    fake: FakeVairo, url: str, journal: Journal, caplog: pytest.LogCaptureFixture
+) -> None:
+    fake.inject(Fault.drop_after_accept())
+    async with client(fake, url, Hooked(journal, fail={"mark_unknown"})) as vairo:
+        result = await vairo.send_bulk(ROWS[:10], batch_size=10, campaign=CAMPAIGN)
+    assert result.unknown == 10
+    record = await journal.get(batch_key(CAMPAIGN, 0))
+    assert record is not None
+    assert record.state is RecordState.CLAIMED  # reads UNKNOWN once its lease passes
+    assert "could not mark" in caplog.text

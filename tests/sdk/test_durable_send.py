@@ -272,3 +272,17 @@ async def test_bad_keys_are_named_and_nothing_is_sent(
                 await vairo.send("x", to="5399999999", idempotency_key=bad)  # type: ignore[arg-type]
     assert fake.request_count() == 0
     assert await journal.records() == []
+
+
+async def test_a_journal_that_cannot_release_keeps_the_key_claimed(
+    fake: FakeVairo, url: str, journal: Journal, caplog: pytest.LogCaptureFixture
+) -> None:
+    fake.inject(Fault.server_error(503), times=2)
+    async with client(fake, url, Hooked(journal, fail={"release"}), max_retries=1) as vairo:
+        with pytest.raises(ServerError):
+            await vairo.send("x", to="5399999999", idempotency_key=KEY)
+    assert "could not release" in caplog.text
+    async with client(fake, url, journal) as vairo:
+        with pytest.raises(SendInProgressError):
+            await vairo.send("x", to="5399999999", idempotency_key=KEY)
+    assert fake.messages == ()
