@@ -46,9 +46,9 @@ def lint(session: nox.Session) -> None:
 
 @nox.session
 def typecheck(session: nox.Session) -> None:
-    """mypy --strict on the package and the tests, and on the public API as a user types it."""
+    """mypy --strict on the package, tests and examples, and on the public API as users type it."""
     session.install("-e", ".[lint,test]")
-    session.run("mypy", "--strict", "vairo_async", "tests")
+    session.run("mypy", "--strict", "vairo_async", "tests", "examples")
     session.run("mypy", "--strict", "tests/typing/api.py")
 
 

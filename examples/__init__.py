@@ -1,0 +1,1 @@
+"""Small applications built on vairo-async; the test suite runs each of them for real."""

@@ -1,0 +1,1 @@
+"""A FastAPI service sending one-time codes through VairoSMS: see `app`."""
