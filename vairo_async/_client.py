@@ -37,6 +37,7 @@ from ._outcome import Reach, reach_of_exception
 from ._phone import normalize_number
 from ._poll import check_wait, run_wait, run_wait_all
 from ._redact import hold_secret, install_log_redaction, redact, scrub_exception
+from ._rate import RateLimiter
 from ._retry import BeforeAttempt, RetryPolicy, parse_retry_after
 from ._segments import credits_of, needs_turkish_shift
 from ._validate import Problems, check_message, check_sender, describe
@@ -268,7 +269,7 @@ class AsyncVairoClient:
         sender: str | None = None,
         batch_size: int = DEFAULT_BATCH_SIZE,
         concurrency: int = DEFAULT_CONCURRENCY,
-        rate: float | None = None,
+        rate: float | RateLimiter | None = None,
         on_progress: ProgressHook | None = None,
         exclude: Iterable[str] | None = None,
     ) -> AsyncGenerator[BatchOutcome, None]:
@@ -285,8 +286,9 @@ class AsyncVairoClient:
             sender: Overrides the client's sender for this campaign.
             batch_size: Rows per batch (one SmsGonder call each), at most.
             concurrency: Batches in flight, at most.
-            rate: SmsGonder requests per second, retries included, at most; None for no
-                limit.
+            rate: SmsGonder requests per second, retries included, at most; or a
+                `RateLimiter` (any object with an async `acquire()`, such as
+                `RedisRateLimiter`, shared by every worker); None for no limit.
             on_progress: Called with a `BulkProgress` as each batch settles, including
                 the batches settled as the campaign is cancelled.
             exclude: Numbers not to send to, in any spelling (an opt-out list): a row to
@@ -310,7 +312,7 @@ class AsyncVairoClient:
         sender: str | None = None,
         batch_size: int = DEFAULT_BATCH_SIZE,
         concurrency: int = DEFAULT_CONCURRENCY,
-        rate: float | None = None,
+        rate: float | RateLimiter | None = None,
         on_progress: ProgressHook | None = None,
         exclude: Iterable[str] | None = None,
     ) -> BulkResult:
@@ -345,7 +347,7 @@ class AsyncVairoClient:
         sender: str | None,
         batch_size: int,
         concurrency: int,
-        rate: float | None,
+        rate: float | RateLimiter | None,
         on_progress: ProgressHook | None,
         exclude: Iterable[str] | None = None,
     ) -> Campaign:
@@ -458,6 +460,10 @@ class AsyncVairoClient:
                 may_have_reached_server=reach_of_exception(exc) is not Reach.NOT_SENT,
             ) from exc
         retry_after = parse_retry_after(response.headers.get("retry-after"))
+        if retry_after is not None and response.status_code == 429:
+            cooldown = getattr(call.before_attempt, "cooldown", None)
+            if cooldown is not None:  # a shared limiter: every worker waits the hint out
+                await cooldown(retry_after)
         return decode(
             response.status_code, response.content, retry_after, call.endpoint.answer, self._key
         )
