@@ -36,8 +36,8 @@ from ._models import BatchOutcome, BulkResult, Message, PackageReport, Submissio
 from ._outcome import Reach, reach_of_exception
 from ._phone import normalize_number
 from ._poll import check_wait, run_wait, run_wait_all
-from ._redact import hold_secret, install_log_redaction, redact, scrub_exception
 from ._rate import RateLimiter
+from ._redact import hold_secret, install_log_redaction, redact, scrub_exception
 from ._retry import BeforeAttempt, RetryPolicy, parse_retry_after
 from ._segments import credits_of, needs_turkish_shift
 from ._validate import Problems, check_message, check_sender, describe

@@ -547,9 +547,7 @@ def iter_rows(
     try:
         with contextlib.ExitStack() as stack:
             if lines is None:
-                lines = stack.enter_context(
-                    source.path.open(encoding=source.codec, newline="")
-                )
+                lines = stack.enter_context(source.path.open(encoding=source.codec, newline=""))
             records = _records(lines, source.delimiter, first_line)
             if first_line == 1:
                 next(records, None)
