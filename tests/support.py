@@ -1,27 +1,45 @@
-"""What the test modules share: the test key, the API document's samples, and `Recorder`."""
+"""What the test modules share: the test key, the API document's samples, `Recorder`, and
+journals on every store (`open_store`) or misbehaving on purpose (`Hooked`)."""
 
 from __future__ import annotations
 
 import asyncio
 import json
+import uuid
+from collections.abc import Callable, Collection, Mapping
 from pathlib import Path
-from typing import Any
+from types import TracebackType
+from typing import Any, Self
 
 import attrs
 import httpx
+import pytest
 
+from vairo_async import (
+    Claim,
+    Journal,
+    JournalRecord,
+    JournalUnavailableError,
+    MemoryJournal,
+    RecordState,
+    RedisJournal,
+    SqliteJournal,
+)
 from vairo_async.testing import FakeVairo, Fault
 
 __all__ = [
     "API_KEY",
     "DATA",
     "ROOT",
+    "FakeClock",
+    "Hooked",
     "Raise",
     "Recorder",
     "Reply",
     "Step",
     "accept_package",
     "load_sample",
+    "open_store",
 ]
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -162,3 +180,129 @@ class Recorder(httpx.AsyncBaseTransport):
     async def aclose(self) -> None:
         """Close the emulator's transport."""
         await self._inner.aclose()
+
+
+class FakeClock:
+    """A clock the test moves by hand."""
+
+    def __init__(self) -> None:
+        self.now = 1_800_000_000.0
+
+    def __call__(self) -> float:
+        return self.now
+
+    def advance(self, seconds: float) -> None:
+        self.now += seconds
+
+
+def open_store(
+    store: str, request: pytest.FixtureRequest, tmp_path: Path, clock: FakeClock
+) -> Callable[[], Journal]:
+    """Opens handles on one store of kind `store` ("memory", "sqlite", "redis")."""
+    if store == "memory":
+        memory = MemoryJournal(clock=clock)
+        return lambda: memory
+    if store == "sqlite":
+        path = tmp_path / "journal.db"
+        return lambda: SqliteJournal(path, clock=clock)
+    url = request.getfixturevalue("redis_url")
+    prefix = f"test-{uuid.uuid4().hex}:"
+    return lambda: RedisJournal(url, prefix=prefix, clock=clock)
+
+
+Hook = Callable[[str, int], Any]
+
+
+class Hooked:
+    """A `Journal` that forwards to `inner` and lets a test act around its calls.
+
+    `before(name, n)` and `after(name, n)` are awaited (if they return an awaitable) around
+    the n-th call of method `name` (1 for the first); `fail` names the methods that raise
+    `JournalUnavailableError` instead of reaching the store. `calls` counts every method.
+    """
+
+    def __init__(
+        self,
+        inner: Journal,
+        *,
+        before: Hook | None = None,
+        after: Hook | None = None,
+        fail: Collection[str] = (),
+    ) -> None:
+        self.inner = inner
+        self.before = before
+        self.after = after
+        self.fail = set(fail)
+        self.calls: dict[str, int] = {}
+        self._clock = getattr(inner, "_clock", None)
+
+    async def _call(self, name: str, *args: Any, **kwargs: Any) -> Any:
+        n = self.calls[name] = self.calls.get(name, 0) + 1
+        if self.before is not None and asyncio.iscoroutine(hooked := self.before(name, n)):
+            await hooked
+        if name in self.fail:
+            raise JournalUnavailableError(f"{name} refused by the test")
+        result = await getattr(self.inner, name)(*args, **kwargs)
+        if self.after is not None and asyncio.iscoroutine(hooked := self.after(name, n)):
+            await hooked
+        return result
+
+    async def claim(self, key: str, **kwargs: Any) -> Claim:
+        result: Claim = await self._call("claim", key, **kwargs)
+        return result
+
+    async def mark_sent(self, key: str, **kwargs: Any) -> JournalRecord:
+        result: JournalRecord = await self._call("mark_sent", key, **kwargs)
+        return result
+
+    async def mark_unknown(self, key: str, **kwargs: Any) -> JournalRecord:
+        result: JournalRecord = await self._call("mark_unknown", key, **kwargs)
+        return result
+
+    async def release(self, key: str, **kwargs: Any) -> None:
+        await self._call("release", key, **kwargs)
+
+    async def get(self, key: str) -> JournalRecord | None:
+        result: JournalRecord | None = await self._call("get", key)
+        return result
+
+    async def records(
+        self, *, campaign: str | None = None, states: Collection[RecordState] | None = None
+    ) -> list[JournalRecord]:
+        result: list[JournalRecord] = await self._call("records", campaign=campaign, states=states)
+        return result
+
+    async def unresolved(self, *, campaign: str | None = None) -> list[JournalRecord]:
+        result: list[JournalRecord] = await self._call("unresolved", campaign=campaign)
+        return result
+
+    async def resolve(self, key: str, **kwargs: Any) -> JournalRecord | None:
+        result: JournalRecord | None = await self._call("resolve", key, **kwargs)
+        return result
+
+    async def put_campaign(self, campaign: str, header: Mapping[str, Any]) -> Mapping[str, Any]:
+        result: Mapping[str, Any] = await self._call("put_campaign", campaign, header)
+        return result
+
+    async def get_campaign(self, campaign: str) -> Mapping[str, Any] | None:
+        result: Mapping[str, Any] | None = await self._call("get_campaign", campaign)
+        return result
+
+    async def campaigns(self) -> dict[str, Mapping[str, Any]]:
+        result: dict[str, Mapping[str, Any]] = await self._call("campaigns")
+        return result
+
+    async def aclose(self) -> None:
+        await self.inner.aclose()
+
+    async def __aenter__(self) -> Self:
+        await self.inner.__aenter__()
+        return self
+
+    async def __aexit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        tb: TracebackType | None,
+    ) -> None:
+        await self.aclose()

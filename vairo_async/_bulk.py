@@ -20,7 +20,15 @@ from collections.abc import AsyncGenerator, AsyncIterable, Awaitable, Callable, 
 import attrs
 from aiolimiter import AsyncLimiter
 
-from ._errors import InvalidRequestError, OutcomeUnknownError, TransportError, VairoError
+from ._durable import BatchEntry, CampaignJournal, Replayed
+from ._errors import (
+    CampaignMismatchError,
+    InvalidRequestError,
+    OutcomeUnknownError,
+    SentNotRecordedError,
+    TransportError,
+    VairoError,
+)
 from ._models import BatchOutcome, BatchState, BulkProgress, Message, Rejection
 from ._rate import Cooldown, RateLimiter, cooldown_of
 from ._retry import BeforeAttempt
@@ -52,6 +60,7 @@ class _Batch:
     index: int = -1
     started: bool = False
     credits: int = 0
+    entry: BatchEntry | None = None  # its journal record's claim, in a journaled campaign
 
 
 class _Stopped:
@@ -96,6 +105,8 @@ class Campaign:
             None for no limit.
         on_progress: Told of every batch the moment it settles.
         exclude: Wire-form numbers whose rows are rejected as excluded, never sent.
+        journal: The campaign's journal: each batch is claimed right before its first
+            attempt and marked SENT after it; batches it already holds are not sent again.
     """
 
     def __init__(
@@ -108,8 +119,12 @@ class Campaign:
         rate: float | RateLimiter | None,
         on_progress: ProgressHook | None,
         exclude: frozenset[str] = frozenset(),
+        journal: CampaignJournal | None = None,
     ) -> None:
         self._submit = submit
+        self._journal = journal
+        #: The journal's refusal of a batch (its rows changed): raised once the rest settled.
+        self.mismatch: CampaignMismatchError | None = None
         self._exclude = exclude
         self._sender = sender
         self._batch_size = batch_size
@@ -141,6 +156,8 @@ class Campaign:
             BaseException: Whatever the input raised (a row that is not a `Message` is a
                 `TypeError`), after every outcome of the rows read before it.
         """
+        if self._journal is not None:
+            await self._journal.open()
         producer = asyncio.create_task(self._produce(rows))
         try:
             while not isinstance(outcome := await self._results.get(), _Stopped):
@@ -149,6 +166,8 @@ class Campaign:
             await producer
         finally:
             await self._stop(producer)
+        if self.mismatch is not None:
+            raise self.mismatch
         if self.source_error is not None:
             raise self.source_error
 
@@ -190,6 +209,8 @@ class Campaign:
                     for row in rows:
                         if (batch := self._add(row)) is not None:
                             await self._dispatch(batch)
+            except CampaignMismatchError as exc:
+                self.mismatch = exc  # send nothing more: the input is not the journal's
             except BaseException as exc:
                 task = asyncio.current_task()
                 if task is not None and task.cancelling():
@@ -199,7 +220,14 @@ class Campaign:
                 batch = self._forming[tr_char]
                 if batch.rows:
                     self._forming[tr_char] = _Batch(tr_char)
-                    await self._dispatch(batch)
+                    if self.mismatch is not None:
+                        self._close(batch)
+                        self._settle(batch, BatchState.FAILED, error=self.mismatch)
+                        continue
+                    try:
+                        await self._dispatch(batch)
+                    except CampaignMismatchError as exc:
+                        self.mismatch = exc
             if self._tasks:
                 await asyncio.wait(self._tasks)
         finally:
@@ -219,6 +247,25 @@ class Campaign:
             error = InvalidRequestError([f"all {len(batch.rejected)} rows were rejected"])
             self._results.put_nowait(self._settle(batch, BatchState.FAILED, error=error))
             return
+        if self._journal is not None:
+            try:
+                prepared = self._journal.prepare(
+                    batch.index, batch.tr_char, batch.wire, batch.messages
+                )
+            except CampaignMismatchError as exc:
+                self._results.put_nowait(self._settle(batch, BatchState.FAILED, error=exc))
+                raise
+            if not isinstance(prepared, BatchEntry):  # the journal settles it: no request
+                outcome = self._settle(
+                    batch,
+                    prepared.state,
+                    package_id=prepared.package_id,
+                    error=prepared.error,
+                    replayed=prepared.replayed,
+                )
+                self._results.put_nowait(outcome)
+                return
+            batch.entry = prepared
         task = asyncio.create_task(self._send(batch))
         self._tasks.add(task)
         task.add_done_callback(self._tasks.discard)
@@ -229,16 +276,33 @@ class Campaign:
         """Wait for the rate limiter; from then on the batch may reach the server."""
         if self._limiter is not None:
             await self._limiter.acquire()
+        if batch.entry is not None and attempt == 1:
+            await batch.entry.claim()  # committed before the request may leave
         batch.started = True
 
     async def _send(self, batch: _Batch) -> None:
         try:
-            package_id = await self._submit(
+            request = self._submit(
                 self._sender,
                 batch.wire,
                 batch.tr_char,
                 _Gate(functools.partial(self._before_attempt, batch), self._cooldown),
             )
+            if batch.entry is not None:
+                request = batch.entry.run(request, len(batch.wire), batch.credits)
+            package_id = await request
+        except Replayed as replay:  # another run of the campaign sent it meanwhile
+            outcome = self._settle(
+                batch, BatchState.SENT, package_id=replay.record.package_id, replayed=True
+            )
+        except SentNotRecordedError as exc:
+            outcome = self._settle(batch, BatchState.SENT, package_id=exc.package_id, error=exc)
+        except asyncio.CancelledError:
+            if batch.entry is not None and batch.entry.package_id is not None:
+                # Answered, then stopped while the journal wrote SENT: keep its id.
+                sent = self._settle(batch, BatchState.SENT, package_id=batch.entry.package_id)
+                self._results.put_nowait(sent)
+            raise
         except OutcomeUnknownError as exc:
             outcome = self._settle(batch, BatchState.UNKNOWN, error=exc)
         except VairoError as exc:
@@ -258,6 +322,7 @@ class Campaign:
         *,
         package_id: int | None = None,
         error: VairoError | None = None,
+        replayed: bool = False,
     ) -> BatchOutcome:
         """Record a batch's end exactly once and tell the progress hook."""
         self._unsettled.pop(batch, None)
@@ -269,6 +334,7 @@ class Campaign:
             package_id=package_id,
             error=error,
             estimated_credits=batch.credits,
+            replayed=replayed,
         )
         self._counts[state] += len(batch.messages)
         self._rejected += len(batch.rejected)

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import contextlib
+import functools
 import weakref
 from collections.abc import AsyncGenerator, Iterable, Mapping
 from types import TracebackType
@@ -25,13 +26,16 @@ from ._constants import (
     DEFAULT_RETRY_BACKOFF_MAX,
     DEFAULT_WAIT_CONCURRENCY,
 )
+from ._durable import Durable, config_problems, require, send_key
 from ._endpoints import REPORT, SEND, Endpoint
 from ._errors import (
     BulkInputError,
     ClientClosedError,
+    ConfigurationError,
     InvalidRequestError,
     TransportError,
 )
+from ._journal import DEFAULT_LEASE, DEFAULT_RETENTION, Journal, batch_key
 from ._models import BatchOutcome, BulkResult, Message, PackageReport, Submission
 from ._outcome import Reach, reach_of_exception
 from ._phone import normalize_number
@@ -88,6 +92,13 @@ class AsyncVairoClient:
             through aiohttp (see the README's "HTTP stack").
         max_connections: Connections the default transport keeps open at most; bulk
             `concurrency` may not exceed it, so no request waits inside the pool.
+        journal: Where sends with an `idempotency_key` and campaigns with a `campaign` id
+            are recorded before their requests (see the README's "Crashes and retries").
+            The client uses it and leaves it open: close it yourself.
+        idempotency_retention: Seconds a single send's record is kept; a key reused after
+            that sends again.
+        journal_lease: Seconds a claim stays live; a claim whose sender vanished reads
+            UNKNOWN after it, and is never sent again automatically.
 
     Raises:
         ConfigurationError: Listing every bad argument (no API key, an unsafe base URL,
@@ -95,6 +106,7 @@ class AsyncVairoClient:
             README's "Configuration" says what each must be).
 
     .. versionadded:: 0.1.0
+    .. versionchanged:: 0.2.0 `journal`, `idempotency_retention`, `journal_lease`.
     """
 
     def __init__(
@@ -112,8 +124,13 @@ class AsyncVairoClient:
         http_client: httpx.AsyncClient | None = None,
         transport: httpx.AsyncBaseTransport | None = None,
         max_connections: int = DEFAULT_MAX_CONNECTIONS,
+        journal: Journal | None = None,
+        idempotency_retention: float = DEFAULT_RETENTION,
+        journal_lease: float = DEFAULT_LEASE,
     ) -> None:
-        settings = ClientSettings(
+        problems = Problems(ConfigurationError)
+        settings = problems.build(
+            ClientSettings,
             api_key=api_key,
             sender=sender,
             base_url=base_url,
@@ -126,6 +143,14 @@ class AsyncVairoClient:
             http_client=http_client,
             transport=transport,
             max_connections=max_connections,
+        )
+        problems.extend(config_problems(journal, idempotency_retention, journal_lease))
+        problems.check()
+        assert settings is not None
+        self._durable = (
+            None
+            if journal is None
+            else Durable(journal, retention=idempotency_retention, lease=journal_lease)
         )
         self._settings = settings
         self._key = key = settings.api_key
@@ -199,6 +224,7 @@ class AsyncVairoClient:
         to: str | Iterable[str],
         sender: str | None = None,
         tr_char: bool | None = None,
+        idempotency_key: str | None = None,
     ) -> Submission:
         """Send one text to one or more numbers, as one package (one SmsGonder call).
 
@@ -207,6 +233,9 @@ class AsyncVairoClient:
             to: A number, or an iterable of numbers, in any common Turkish spelling.
             sender: Overrides the client's sender for this call.
             tr_char: Turkish characters flag; None sets it exactly when the text needs it.
+            idempotency_key: Sends at most once per key (needs the client's `journal`):
+                a repeated call with the same content returns the first `Submission`,
+                marked `replayed`, without a request.
 
         Returns:
             The package id and recipient count.
@@ -214,15 +243,25 @@ class AsyncVairoClient:
         Raises:
             InvalidRequestError: Bad numbers, empty text, no recipients or a bad sender;
                 nothing was sent.
-            OutcomeUnknownError: The send may or may not have gone out; not retried.
+            OutcomeUnknownError: The send may or may not have gone out; not retried. With
+                an idempotency key, also when an earlier send under it may have gone out.
             APIError: The server refused the package.
             TransportError: The server could not be reached; nothing was sent.
+            ConfigurationError: An idempotency key on a client without a journal.
+            IdempotencyKeyReusedError: The key was used for other content; nothing sent.
+            SendInProgressError: The key's send is in flight elsewhere; nothing sent.
+            JournalUnavailableError: The journal could not be written; nothing was sent.
+            SentNotRecordedError: Sent (`package_id`), but the journal could not record it.
 
         .. versionadded:: 0.1.0
+        .. versionchanged:: 0.2.0 `idempotency_key`.
         """
         numbers = [to] if isinstance(to, str) else list(to)
         return await self.send_messages(
-            [Message(to=number, text=text) for number in numbers], sender=sender, tr_char=tr_char
+            [Message(to=number, text=text) for number in numbers],
+            sender=sender,
+            tr_char=tr_char,
+            idempotency_key=idempotency_key,
         )
 
     async def send_messages(
@@ -231,6 +270,7 @@ class AsyncVairoClient:
         *,
         sender: str | None = None,
         tr_char: bool | None = None,
+        idempotency_key: str | None = None,
     ) -> Submission:
         """Send messages with their own texts as one package (one SmsGonder call).
 
@@ -238,8 +278,13 @@ class AsyncVairoClient:
         than one call should carry, use `send_bulk`.
 
         .. versionadded:: 0.1.0
+        .. versionchanged:: 0.2.0 `idempotency_key`.
         """
         self._check_open()
+        durable = None
+        if idempotency_key is not None:
+            durable = require(self._durable, "idempotency_key", idempotency_key)
+            key = send_key(idempotency_key)
         batch = list(messages)
         problems = Problems(InvalidRequestError)
         sender = self._checked_sender(sender, problems)
@@ -259,6 +304,12 @@ class AsyncVairoClient:
         if tr_char is None:
             tr_char = any(needs_turkish_shift(message.text) for message in checked)
         credits = credits_of([message.text for message in checked], tr_char)
+        if durable is not None:
+            assert idempotency_key is not None
+            submit = functools.partial(self._submit, sender, checked, tr_char)
+            return await durable.send(
+                idempotency_key, key, sender, checked, tr_char, credits, submit
+            )
         package_id = await self._submit(sender, checked, tr_char, None)
         return Submission(package_id, len(checked), estimated_credits=credits)
 
@@ -272,6 +323,7 @@ class AsyncVairoClient:
         rate: float | RateLimiter | None = None,
         on_progress: ProgressHook | None = None,
         exclude: Iterable[str] | None = None,
+        campaign: str | None = None,
     ) -> AsyncGenerator[BatchOutcome, None]:
         """Send a campaign of any size, yielding each batch's outcome as it settles.
 
@@ -293,17 +345,29 @@ class AsyncVairoClient:
                 the batches settled as the campaign is cancelled.
             exclude: Numbers not to send to, in any spelling (an opt-out list): a row to
                 one of them is rejected with the reason "excluded". Read once, up front.
+            campaign: Records the campaign under this id in the client's `journal`: each
+                batch is claimed before its request and marked SENT after it, and a rerun
+                over the same input yields the batches already sent (`replayed`, with
+                their package ids) or unknown without sending them again, and sends the
+                rest.
 
         Raises:
             InvalidRequestError: A bad sender, bad limits or a bad number in `exclude`,
                 before anything is read.
+            ConfigurationError: A `campaign` on a client without a journal.
+            CampaignMismatchError: The campaign ran before with another sender,
+                `batch_size` or `exclude` (before anything is sent), or a batch's rows
+                differ from the journal's (after the batches in flight settled).
+            JournalUnavailableError: The journal could not be read when the campaign
+                started; nothing was sent.
             TypeError: An input row that is not a `Message`, and anything else the input
                 raises: after the outcomes of every row read before it were yielded.
 
         .. versionadded:: 0.1.0
+        .. versionchanged:: 0.2.0 `campaign`.
         """
-        campaign = self._campaign(sender, batch_size, concurrency, rate, on_progress, exclude)
-        return campaign.run(messages)
+        run = self._campaign(sender, batch_size, concurrency, rate, on_progress, exclude, campaign)
+        return run.run(messages)
 
     async def send_bulk(
         self,
@@ -315,6 +379,7 @@ class AsyncVairoClient:
         rate: float | RateLimiter | None = None,
         on_progress: ProgressHook | None = None,
         exclude: Iterable[str] | None = None,
+        campaign: str | None = None,
     ) -> BulkResult:
         """Run `iter_bulk` to the end and collect every outcome into a `BulkResult`.
 
@@ -326,21 +391,25 @@ class AsyncVairoClient:
                 before anything is read.
             BulkInputError: The input raised (its exception is the cause); `result` holds
                 the campaign up to there, every package id included.
+            ConfigurationError: A `campaign` on a client without a journal.
+            CampaignMismatchError: As for `iter_bulk`.
+            JournalUnavailableError: As for `iter_bulk`.
 
         .. versionadded:: 0.1.0
+        .. versionchanged:: 0.2.0 `campaign`.
         """
-        campaign = self._campaign(sender, batch_size, concurrency, rate, on_progress, exclude)
+        run = self._campaign(sender, batch_size, concurrency, rate, on_progress, exclude, campaign)
         outcomes: list[BatchOutcome] = []
         try:
-            async with contextlib.aclosing(campaign.run(messages)) as stream:
+            async with contextlib.aclosing(run.run(messages)) as stream:
                 async for outcome in stream:
                     outcomes.append(outcome)
         except BaseException as exc:
-            if exc is not campaign.source_error:
+            if exc is not run.source_error:
                 raise
-            result = BulkResult(tuple(outcomes), campaign.rows_read)
+            result = BulkResult(tuple(outcomes), run.rows_read)
             raise BulkInputError(result) from exc
-        return BulkResult(tuple(outcomes), campaign.rows_read)
+        return BulkResult(tuple(outcomes), run.rows_read)
 
     def _campaign(
         self,
@@ -350,13 +419,19 @@ class AsyncVairoClient:
         rate: float | RateLimiter | None,
         on_progress: ProgressHook | None,
         exclude: Iterable[str] | None = None,
+        campaign: str | None = None,
     ) -> Campaign:
         """A campaign with checked settings.
 
         Raises:
             InvalidRequestError: Listing every bad setting, before any input is read.
+            ConfigurationError: A `campaign` id on a client without a journal.
         """
         self._check_open()
+        durable = None
+        if campaign is not None:
+            durable = require(self._durable, "campaign", campaign)
+            batch_key(campaign, 0)  # checks the id
         problems = Problems(InvalidRequestError)
         checked_sender = self._checked_sender(sender, problems)
         settings = problems.build(
@@ -375,6 +450,11 @@ class AsyncVairoClient:
             rate=settings.rate,
             on_progress=on_progress,
             exclude=excluded,
+            journal=None
+            if durable is None or campaign is None
+            else durable.campaign(
+                campaign, sender=checked_sender, batch_size=settings.batch_size, exclude=excluded
+            ),
         )
 
     async def get_report(self, package_id: int) -> PackageReport:

@@ -58,13 +58,17 @@ class Submission:
         recipient_count: How many messages the package holds.
         estimated_credits: Credits the package should cost: one per SMS segment of each
             message (see `segments`). The report's `credits` is what was charged.
+        replayed: True when no request was made: the journal already held this
+            idempotency key's SENT record with the same content, and this is that package.
 
     .. versionadded:: 0.1.0
+    .. versionchanged:: 0.2.0 `replayed`.
     """
 
     package_id: int
     recipient_count: int
     estimated_credits: int = attrs.field(default=0, kw_only=True)
+    replayed: bool = attrs.field(default=False, kw_only=True)
 
 
 class PackageStatus(enum.IntEnum):
@@ -203,10 +207,14 @@ class BatchOutcome:
             written; they went out in wire form).
         rejected: The bad rows dropped while this batch was formed.
         package_id: The package id when SENT, else None.
-        error: The error behind FAILED or UNKNOWN, else None.
+        error: The error behind FAILED or UNKNOWN; for a SENT batch whose journal record
+            could not be written, the `SentNotRecordedError`; else None.
         estimated_credits: Credits the batch's messages cost, or would have cost.
+        replayed: True when no request was made for the batch in this run: the campaign's
+            journal already held its record (SENT with its package id, or UNKNOWN).
 
     .. versionadded:: 0.1.0
+    .. versionchanged:: 0.2.0 `replayed`.
     """
 
     index: int
@@ -216,6 +224,7 @@ class BatchOutcome:
     package_id: int | None = None
     error: VairoError | None = attrs.field(default=None, eq=False)
     estimated_credits: int = 0
+    replayed: bool = False
 
 
 @attrs.frozen(kw_only=True)
