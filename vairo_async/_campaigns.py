@@ -20,24 +20,13 @@ import os
 import secrets
 import socket
 import time
-from collections.abc import AsyncIterator, Iterator, Mapping
+from collections.abc import AsyncGenerator, Callable, Iterator, Mapping
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
 import attrs
 
-from ._client import AsyncVairoClient
-from ._errors import (
-    CampaignMismatchError,
-    ClaimLostError,
-    InvalidRequestError,
-    JournalError,
-    SendInProgressError,
-)
-from ._journal import Journal, JournalRecord, RecordState, batch_key, new_owner
-from ._models import Message, PackageReport
-from ._rate import RateLimiter
 from ._cli.common import CliError
 from ._cli.rows import (
     ByteLines,
@@ -49,6 +38,17 @@ from ._cli.rows import (
     open_source,
     read_exclusions,
 )
+from ._client import AsyncVairoClient
+from ._errors import (
+    CampaignMismatchError,
+    ClaimLostError,
+    InvalidRequestError,
+    JournalError,
+    SendInProgressError,
+)
+from ._journal import Journal, JournalRecord, RecordState, batch_key, new_owner
+from ._models import Message, PackageReport
+from ._rate import RateLimiter
 
 __all__ = [
     "CAMPAIGN_KIND",
@@ -311,8 +311,15 @@ def plan_campaign(
             if options.dedupe and row.repeat_of is not None:
                 repeats.setdefault(len(shards), {})[row.line] = row.repeat_of
             if rows == shard_rows:
-                shards.append(Shard(index=len(shards), start=start, end=lines.position,
-                                    rows=rows, first_line=first_line))
+                shards.append(
+                    Shard(
+                        index=len(shards),
+                        start=start,
+                        end=lines.position,
+                        rows=rows,
+                        first_line=first_line,
+                    )
+                )
                 start, first_line, rows = lines.position, lines.lines + 1, 0
         end = lines.position
     if not check.rows:
@@ -355,8 +362,11 @@ async def write_header(journal: Journal, plan: Plan) -> Mapping[str, Any]:
     """
     stored = await journal.put_campaign(plan.campaign_id, plan.header)
     if dict(stored) != dict(plan.header):
+        differing = sorted(
+            name for name in {*stored, *plan.header} if stored.get(name) != plan.header.get(name)
+        )
         raise CampaignMismatchError(
-            f"campaign {plan.campaign_id!r} was started with other parameters or another file"
+            plan.campaign_id, "other " + ", ".join(differing) + " than the journal's"
         )
     return stored
 
@@ -379,9 +389,7 @@ async def _header(journal: Journal, campaign_id: str) -> Mapping[str, Any]:
     return header
 
 
-async def _lock(
-    journal: Journal, task: ShardTask, owner: str, lease: float, poll: float
-) -> None:
+async def _lock(journal: Journal, task: ShardTask, owner: str, lease: float, poll: float) -> None:
     """Take the shard's run lock, waiting while another worker holds a live one.
 
     An expired lock (its worker died) is cleared and taken over.
@@ -438,8 +446,13 @@ def _messages(
     for row in iter_rows(source, exclude=exclude, lines=lines, first_line=task.first_line):
         first = task.repeats.get(row.line)
         if first is not None:
-            row = attrs.evolve(row, reason=f"repeats line {first} (same number and text)",
-                               kind="repeat of an earlier row", own=True, repeat_of=first)
+            row = attrs.evolve(
+                row,
+                reason=f"repeats line {first} (same number and text)",
+                kind="repeat of an earlier row",
+                own=True,
+                repeat_of=first,
+            )
         if row.own:
             own.append(row)
             continue
@@ -451,7 +464,7 @@ async def run_shard(
     journal: Journal,
     task: ShardTask,
     *,
-    rate: float | RateLimiter | None = None,
+    rate: Callable[[float | None], float | RateLimiter | None] | None = None,
     lease: float = 3600.0,
     poll: float = 2.0,
 ) -> Mapping[str, Any]:
@@ -459,8 +472,9 @@ async def run_shard(
 
     Safe to run twice, even at once: a run lock (a journal claim with `lease`) lets one
     run go at a time, a finished shard's summary is returned as it is, and a resumed
-    shard replays its SENT batches instead of resending them. `rate` (a number, or a
-    limiter shared by every worker) replaces the header's `rate` when given.
+    shard replays its SENT batches instead of resending them. `rate` maps the header's
+    rate (sends per second, or None) to what `send_bulk` takes: a limiter shared by every
+    worker, say; without it the header's rate is a limit of this process alone.
 
     Raises:
         ShardMismatchError: The shard's bytes (or the exclusion file) are not those
@@ -489,7 +503,7 @@ async def run_shard(
             sender=header["sender"],
             batch_size=header["batch_size"],
             concurrency=header["concurrency"],
-            rate=header["rate"] if rate is None else rate,
+            rate=header["rate"] if rate is None else rate(header["rate"]),
             exclude=exclude,
             campaign=shard_campaign(task.campaign_id, task.index),
         )
@@ -638,7 +652,9 @@ def _record_rows(record: JournalRecord) -> int:
     return record.recipient_count or 0
 
 
-async def export_campaign(journal: Journal, campaign_id: str) -> AsyncIterator[dict[str, Any]]:
+async def export_campaign(
+    journal: Journal, campaign_id: str
+) -> AsyncGenerator[dict[str, Any], None]:
     """Every batch of the campaign as a JSON-able record: shard, batch, state, package id.
 
     Batches come shard by shard, in batch order; each shard's summary follows its batches,
@@ -682,7 +698,7 @@ async def wait_campaign(
     journal: Journal,
     campaign_id: str,
     **wait_options: Any,
-) -> AsyncIterator[PackageReport]:
+) -> AsyncGenerator[PackageReport, None]:
     """Wait until every SENT package of the campaign is final (`client.wait_all`).
 
     `wait_options` are `wait_all`'s (timeout, concurrency, poll_interval, ...). Yields
