@@ -11,7 +11,7 @@ header to a journal and enqueues one task per shard; workers run the shards:
 - `VAIRO_TASKIQ_BROKER`: the broker's Redis URL (required).
 - `VAIRO_JOURNAL`: the journal's Redis URL (required by workers); the shared rate limit
   lives there too.
-- `VAIRO_TASKIQ_QUEUE`: the stream's name (default `vairo:campaigns`).
+- `VAIRO_TASKIQ_QUEUE`: the stream's name (default `vairo-taskiq:shards`).
 - `VAIRO_TASKIQ_IDLE_TIMEOUT`: seconds before an unacknowledged shard is redelivered to
   another worker (default 3600): above the longest shard's run.
 - `VAIRO_TASKIQ_LOCK_TIMEOUT`: seconds before the redelivery lock of a killed worker is
@@ -104,7 +104,7 @@ ENV_MAXLEN = "VAIRO_TASKIQ_MAXLEN"
 ENV_SHARD_LEASE = "VAIRO_SHARD_LEASE"
 ENV_RATE_KEY = "VAIRO_RATE_KEY"
 
-DEFAULT_QUEUE = "vairo:campaigns"
+DEFAULT_QUEUE = "vairo-taskiq:shards"
 DEFAULT_IDLE_TIMEOUT = 3600.0
 DEFAULT_LOCK_TIMEOUT = 60.0
 DEFAULT_MAXLEN = 100_000

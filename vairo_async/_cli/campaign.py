@@ -11,12 +11,11 @@ import contextlib
 import json
 from collections.abc import Callable
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import click
 from rich.table import Table
 
-from .._campaigns import FileOptions, campaign_status, export_campaign, file_sha256, wait_campaign
 from .._constants import DEFAULT_BATCH_SIZE, DEFAULT_CONCURRENCY, DEFAULT_MAX_CONNECTIONS
 from .._errors import WaitAllError
 from .._journal import RedisJournal
@@ -35,6 +34,11 @@ from .common import (
     session,
 )
 from .rows import read_template_file
+
+if TYPE_CHECKING:
+    from .._campaigns import FileOptions
+
+# `_campaigns` reads files through `rows`, so it is imported where it is used, not here.
 
 __all__ = ["campaign"]
 
@@ -73,6 +77,13 @@ def campaign() -> None:
     show_envvar=True,
     required=True,
     help="The taskiq-redis broker the workers read.",
+)
+@click.option(
+    "--queue",
+    metavar="NAME",
+    envvar="VAIRO_TASKIQ_QUEUE",
+    show_envvar=True,
+    help="The broker's stream (default vairo-taskiq:shards).",
 )
 @_journal_option
 @click.option("--id", "campaign_id", metavar="ID", help="The campaign's id (default: a new one).")
@@ -124,6 +135,7 @@ def campaign() -> None:
 def start(
     csv_path: Path,
     broker_url: str,
+    queue: str | None,
     journal_url: str,
     campaign_id: str | None,
     shard_rows: int,
@@ -146,6 +158,8 @@ def start(
     Takes bulk's file options. Started again with --id ID and the same file, the
     campaign's unfinished shards are enqueued again (finished ones are not).
     """
+    from .._campaigns import FileOptions, file_sha256
+
     sender = require_sender(sender)
     if text is not None and not text.strip():
         raise CliError("--text is empty")
@@ -171,6 +185,7 @@ def start(
         _start(
             csv_path,
             broker_url,
+            queue,
             journal_url,
             campaign_id,
             options,
@@ -186,14 +201,15 @@ def start(
 async def _start(
     path: Path,
     broker_url: str,
+    queue: str | None,
     journal_url: str,
     campaign_id: str | None,
     options: FileOptions,
     **settings: Any,
 ) -> int:
-    from ..taskiq import make_broker, start_campaign
+    from ..taskiq import DEFAULT_QUEUE, make_broker, start_campaign
 
-    broker = make_broker(broker_url)
+    broker = make_broker(broker_url, queue_name=queue or DEFAULT_QUEUE)
     async with RedisJournal(journal_url) as journal:
         plan = await start_campaign(
             path,
@@ -232,6 +248,8 @@ def status(campaign_id: str, journal_url: str) -> int:
 
 
 async def _status(campaign_id: str, journal_url: str) -> int:
+    from .._campaigns import campaign_status
+
     async with RedisJournal(journal_url) as journal:
         state = await campaign_status(journal, campaign_id)
     names = ("rows", "sent", "failed", "unknown", "rejected")
@@ -296,6 +314,8 @@ async def _wait(
     poll_interval: float,
     concurrency: int,
 ) -> int:
+    from .._campaigns import wait_campaign
+
     status = EXIT_OK
     async with RedisJournal(journal_url) as journal, api.client() as vairo:
         finals = wait_campaign(
@@ -337,6 +357,8 @@ def export(campaign_id: str, journal_url: str, out_path: Path) -> int:
 
 
 async def _export(campaign_id: str, journal_url: str, out_path: Path) -> int:
+    from .._campaigns import export_campaign
+
     try:
         out = out_path.open("x", encoding="utf-8", newline="\n")
     except FileExistsError:
