@@ -492,10 +492,13 @@ async def run_shard(
         done = await journal.get_campaign(summary_id)
         if done is not None:
             return done
-        options = FileOptions(**header["options"])
-        source = options.source(Path(task.path))
-        exclude = options.exclusions()
         data = _read_shard(task)
+        options = FileOptions(**header["options"])
+        try:
+            source = options.source(Path(task.path))
+            exclude = options.exclusions()
+        except CliError as exc:
+            raise ShardMismatchError(str(exc)) from None
         own: list[Row] = []
         started = time.monotonic()
         result = await client.send_bulk(
