@@ -17,6 +17,7 @@ from vairo_async import (
     CampaignMismatchError,
     ConfigurationError,
     InvalidRequestError,
+    Journal,
     JournalError,
     RedisJournal,
 )
@@ -70,7 +71,7 @@ async def journal(redis_url: str) -> AsyncIterator[RedisJournal]:
         yield store
 
 
-def _client(fake: FakeVairo, journal: RedisJournal) -> AsyncVairoClient:
+def _client(fake: FakeVairo, journal: Journal) -> AsyncVairoClient:
     return AsyncVairoClient(
         api_key=fake.api_key,
         sender="ACME",
@@ -334,3 +335,31 @@ async def test_a_registered_worker_opens_and_closes_its_client_and_journal(
         state = await campaign_status(journal, plan.campaign_id)
     assert state.shards[0].packages == tuple(fake.packages)
     assert shard_campaign(plan.campaign_id, 0).endswith("/0")
+
+
+async def test_register_takes_a_team_s_journal_and_client(tmp_path: Path) -> None:
+    from taskiq import InMemoryBroker
+
+    from vairo_async import MemoryJournal
+    from vairo_async.taskiq import TASK_NAME, register
+
+    path = tmp_path / "c.csv"
+    _write(path, _rows(5))
+    plan = _plan(path)
+    fake = FakeVairo()
+    store = MemoryJournal()
+    broker = InMemoryBroker()
+    register(
+        broker, journal=lambda: store, client=lambda journal: _client(fake, journal), shard_lease=5
+    )
+    broker.is_worker_process = True
+    await broker.startup()
+    try:
+        await write_header(store, plan)
+        task = broker.find_task(TASK_NAME)
+        assert task is not None
+        summary = await task.original_func(plan.task(plan.shards[0]).to_json())
+    finally:
+        await broker.shutdown()
+    assert summary["sent"] == 5
+    assert len(fake.messages) == 5
