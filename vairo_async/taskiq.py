@@ -8,7 +8,7 @@ header to a journal and enqueues one task per shard; workers run the shards:
 
 `broker` is built from the environment when first read:
 
-- `VAIRO_TASKIQ_BROKER`: the broker's Redis URL (required).
+- `VAIRO_TASKIQ_BROKER`: the broker's Redis URL (default `redis://localhost:6379/0`).
 - `VAIRO_JOURNAL`: the journal's Redis URL (required by workers); the shared rate limit
   lives there too.
 - `VAIRO_TASKIQ_QUEUE`: the stream's name (default `vairo-taskiq:shards`).
@@ -62,6 +62,7 @@ if TYPE_CHECKING:
     import redis.asyncio
 
 __all__ = [
+    "DEFAULT_BROKER_URL",
     "DEFAULT_IDLE_TIMEOUT",
     "DEFAULT_LOCK_TIMEOUT",
     "DEFAULT_MAXLEN",
@@ -129,6 +130,10 @@ def _env_url(name: str) -> str:
     if not url:
         raise ConfigurationError(f"${name} is not set: give the Redis URL, redis://host:6379/0")
     return url
+
+
+DEFAULT_BROKER_URL = "redis://localhost:6379/0"
+"""The broker's URL when `VAIRO_TASKIQ_BROKER` is not set, as redis-py's default."""
 
 
 def make_broker(
@@ -255,7 +260,8 @@ def register(
     Args:
         broker: The team's taskiq broker.
         journal: Makes each worker's journal at startup (default: a `RedisJournal` on
-            `$VAIRO_JOURNAL`, whose Redis also holds the shared rate limit).
+            `$VAIRO_JOURNAL`, whose Redis also holds the shared rate limit). With a journal
+            of your own, a campaign's `rate` is each worker's own limit, not a shared one.
         client: Makes each worker's client from its journal at startup (default: from
             `VAIRO_API_KEY`, `VAIRO_SENDER`, `VAIRO_BASE_URL`).
         shard_lease: Seconds a shard's run lock outlives a dead worker (default
@@ -276,7 +282,7 @@ def register(
 
 def _from_environment() -> RedisStreamBroker:
     return make_broker(
-        _env_url(ENV_BROKER),
+        os.environ.get(ENV_BROKER, "").strip() or DEFAULT_BROKER_URL,
         queue_name=os.environ.get(ENV_QUEUE) or DEFAULT_QUEUE,
         idle_timeout=_env_number(ENV_IDLE_TIMEOUT, DEFAULT_IDLE_TIMEOUT),
         lock_timeout=_env_number(ENV_LOCK_TIMEOUT, DEFAULT_LOCK_TIMEOUT),
@@ -343,7 +349,8 @@ async def start_campaign(
 
     The file must be readable at the same path by every worker. Started again with the
     same `campaign_id` and file, the campaign's unfinished shards are enqueued again.
-    `broker` is started and shut down here when it is not running already.
+    `broker` is started for the enqueueing and shut down after it (a broker your
+    application keeps running takes `enqueue(broker, plan)` instead).
 
     Raises:
         CliError: The file cannot be read or checked (its message names why).

@@ -276,13 +276,25 @@ async def test_export_and_wait_read_the_journal(tmp_path: Path, journal: RedisJo
         await write_header(journal, other)
 
 
+async def test_a_worker_without_its_journal_s_url_does_not_start(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    from taskiq import TaskiqState
+
+    from vairo_async.taskiq import _Worker
+
+    monkeypatch.delenv("VAIRO_JOURNAL", raising=False)
+    with pytest.raises(ConfigurationError, match="VAIRO_JOURNAL is not set"):
+        await _Worker(None, None, None).startup(TaskiqState())
+
+
 def test_a_worker_needs_its_environment(monkeypatch: pytest.MonkeyPatch) -> None:
     import vairo_async.taskiq as module
 
     monkeypatch.delenv("VAIRO_TASKIQ_BROKER", raising=False)
     monkeypatch.setattr(module, "_broker", None)
-    with pytest.raises(ConfigurationError, match="VAIRO_TASKIQ_BROKER is not set"):
-        _ = module.broker
+    assert module.broker.connection_pool.connection_kwargs["host"] == "localhost"
+    monkeypatch.setattr(module, "_broker", None)
     monkeypatch.setenv("VAIRO_TASKIQ_BROKER", "redis://127.0.0.1:1")
     monkeypatch.setenv("VAIRO_TASKIQ_IDLE_TIMEOUT", "soon")
     with pytest.raises(ConfigurationError, match="VAIRO_TASKIQ_IDLE_TIMEOUT='soon'"):
