@@ -220,9 +220,10 @@ class Campaign:
                 batch = self._forming[tr_char]
                 if batch.rows:
                     self._forming[tr_char] = _Batch(tr_char)
-                    if self.mismatch is not None:
+                    if self.mismatch is not None:  # never sent: yielded as FAILED
                         self._close(batch)
-                        self._settle(batch, BatchState.FAILED, error=self.mismatch)
+                        failed = self._settle(batch, BatchState.FAILED, error=self.mismatch)
+                        self._results.put_nowait(failed)
                         continue
                     try:
                         await self._dispatch(batch)

@@ -26,7 +26,7 @@ from ._constants import (
     DEFAULT_RETRY_BACKOFF_MAX,
     DEFAULT_WAIT_CONCURRENCY,
 )
-from ._durable import Durable, config_problems, require, send_key
+from ._durable import Durable, config_problems, require
 from ._endpoints import REPORT, SEND, Endpoint
 from ._errors import (
     BulkInputError,
@@ -35,7 +35,7 @@ from ._errors import (
     InvalidRequestError,
     TransportError,
 )
-from ._journal import DEFAULT_LEASE, DEFAULT_RETENTION, Journal, batch_key
+from ._journal import DEFAULT_LEASE, DEFAULT_RETENTION, Journal, batch_key, send_key
 from ._models import BatchOutcome, BulkResult, Message, PackageReport, Submission
 from ._outcome import Reach, reach_of_exception
 from ._phone import normalize_number

@@ -11,9 +11,10 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import hashlib
 import logging
 import time
-from collections.abc import Awaitable, Callable, Collection, Iterable, Mapping, Sequence
+from collections.abc import Awaitable, Callable, Collection, Mapping, Sequence
 from typing import Any
 
 import attrs
@@ -38,7 +39,6 @@ from ._journal import (
     batch_key,
     fingerprint,
     new_owner,
-    send_key,
 )
 from ._models import BatchState, Message, Submission
 from ._validate import describe, is_number
@@ -51,7 +51,6 @@ __all__ = [
     "Settled",
     "config_problems",
     "require",
-    "send_key",
 ]
 
 logger = logging.getLogger("vairo_async")
@@ -76,8 +75,11 @@ def _clock_of(journal: Journal) -> Callable[[], float]:
     return clock if callable(clock) else time.time
 
 
-def _rows(messages: Iterable[Message]) -> list[list[str]]:
-    return [[m.to, m.text] for m in messages]
+def _rows(messages: Sequence[Message]) -> str:
+    """A digest of the messages' numbers and texts, in order (the fingerprint's bulk)."""
+    digest = hashlib.sha256(orjson.dumps([m.to for m in messages]))
+    digest.update(orjson.dumps([m.text for m in messages]))
+    return digest.hexdigest()
 
 
 async def _shielded(write: Awaitable[Any]) -> Any:
@@ -353,6 +355,8 @@ class Settled:
 
 def _json_refs(rows: Sequence[Message]) -> Mapping[str, Any] | None:
     refs = [row.ref for row in rows]
+    if all(ref is None for ref in refs):
+        return None  # nothing to find the rows by: keep the record small
     try:
         orjson.dumps(refs)
     except TypeError:

@@ -11,8 +11,10 @@ import pytest
 
 from vairo_async import (
     AsyncVairoClient,
+    BatchOutcome,
     BatchState,
     BulkProgress,
+    BulkResult,
     CampaignMismatchError,
     ConfigurationError,
     InvalidRequestError,
@@ -297,3 +299,135 @@ async def test_cancelling_marks_started_batches_unknown_and_leaves_others_unreco
     assert states[0] is states[1] is BatchState.UNKNOWN
     assert states[2] is BatchState.FAILED
     assert seen[-1].total == seen[-1].read
+
+
+async def test_a_run_racing_another_reports_the_other_runs_batches(
+    fake: FakeVairo, url: str, journal: Journal
+) -> None:
+    """Run A reads the journal, then run B sends the whole campaign before A's first claim."""
+    other: list[BulkResult] = []
+
+    async def run_b_first(name: str, n: int) -> None:
+        if name == "claim" and n == 1:
+            async with client(fake, url, journal) as b:
+                other.append(await b.send_bulk(ROWS, batch_size=10, campaign=CAMPAIGN))
+
+    async with client(fake, url, Hooked(journal, before=run_b_first)) as a:
+        result = await a.send_bulk(ROWS, batch_size=10, concurrency=1, campaign=CAMPAIGN)
+    assert fake.request_count("send") == 5
+    assert all(o.replayed and o.state is BatchState.SENT for o in result.outcomes)
+    assert sorted(result.package_ids) == sorted(other[0].package_ids)
+
+
+async def test_a_run_racing_an_unknown_batch_reports_it_unknown(
+    fake: FakeVairo, url: str, journal: Journal
+) -> None:
+    async def unknown_first(name: str, n: int) -> None:
+        if name == "claim" and n == 1:
+            fake.inject(Fault.drop_after_accept())
+            async with client(fake, url, journal) as b:
+                await b.send_bulk(ROWS[:10], batch_size=10, campaign=CAMPAIGN)
+
+    async with client(fake, url, Hooked(journal, before=unknown_first)) as a:
+        result = await a.send_bulk(ROWS[:10], batch_size=10, campaign=CAMPAIGN)
+    (outcome,) = result.outcomes
+    assert outcome.state is BatchState.UNKNOWN
+    assert isinstance(outcome.error, OutcomeUnknownError)
+    assert fake.request_count("send") == 1
+
+
+async def test_a_mismatch_settles_the_rows_still_forming_and_sends_nothing_more(
+    fake: FakeVairo, url: str, journal: Journal
+) -> None:
+    turkish = [Message(to=f"54{i:08d}", text=f"Şifreniz {i}") for i in range(3)]
+    rows = [*turkish, *ROWS[:20]]
+    changed = [*turkish, *ROWS[:15], Message(to="5559999999", text="other"), *ROWS[16:20]]
+    seen: list[BulkProgress] = []
+    async with client(fake, url, journal) as vairo:
+        await vairo.send_bulk(rows, batch_size=10, campaign=CAMPAIGN)
+        with pytest.raises(CampaignMismatchError) as caught:
+            await vairo.send_bulk(
+                changed, batch_size=10, campaign=CAMPAIGN, on_progress=seen.append
+            )
+        # A batch cut short at the end of the input is found out as it is flushed.
+        with pytest.raises(CampaignMismatchError) as short:
+            await vairo.send_bulk(rows[:22], batch_size=10, campaign=CAMPAIGN)
+    assert caught.value.batch == short.value.batch == 1
+    assert fake.request_count("send") == 3
+    assert seen[-1].total == seen[-1].read == 23
+    assert seen[-1].failed == 13  # the changed batch and the Turkish rows still forming
+
+
+async def test_a_journal_that_cannot_mark_unknown_leaves_the_claim(
+    fake: FakeVairo, url: str, journal: Journal, caplog: pytest.LogCaptureFixture
+) -> None:
+    fake.inject(Fault.drop_after_accept())
+    async with client(fake, url, Hooked(journal, fail={"mark_unknown"})) as vairo:
+        result = await vairo.send_bulk(ROWS[:10], batch_size=10, campaign=CAMPAIGN)
+    assert result.unknown == 10
+    record = await journal.get(batch_key(CAMPAIGN, 0))
+    assert record is not None
+    assert record.state is RecordState.CLAIMED  # reads UNKNOWN once its lease passes
+    assert "could not mark" in caplog.text
+
+
+async def test_refs_that_are_not_json_are_left_out_of_the_record(
+    fake: FakeVairo, url: str, journal: Journal
+) -> None:
+    rows = [Message(to=f"53{i:08d}", text="x", ref=object()) for i in range(3)]
+    async with client(fake, url, journal) as vairo:
+        result = await vairo.send_bulk(rows, campaign=CAMPAIGN)
+    assert result.sent == 3
+    (record,) = await journal.records(campaign=CAMPAIGN)
+    assert record.meta == {}
+    assert record.state is RecordState.SENT
+
+
+async def test_a_campaign_stopped_while_sent_is_written_keeps_the_package_id(
+    fake: FakeVairo, url: str, journal: Journal, caplog: pytest.LogCaptureFixture
+) -> None:
+    writing = asyncio.Event()
+    gate = asyncio.Event()
+
+    async def hold(name: str, n: int) -> None:
+        if name == "mark_sent":
+            writing.set()
+            await gate.wait()
+
+    seen: list[BulkProgress] = []
+    async with client(fake, url, Hooked(journal, before=hold)) as vairo:
+        task = asyncio.create_task(
+            vairo.send_bulk(ROWS[:10], campaign=CAMPAIGN, on_progress=seen.append)
+        )
+        await writing.wait()
+        task.cancel()  # the campaign stops while the answer is being recorded
+        gate.set()
+        with pytest.raises(asyncio.CancelledError):
+            await task
+    (package_id,) = fake.packages
+    assert [(p.outcome.state, p.outcome.package_id) for p in seen] == [
+        (BatchState.SENT, package_id)
+    ]
+    record = await journal.get(batch_key(CAMPAIGN, 0))
+    assert record is not None
+    assert record.state is RecordState.SENT
+    assert f"package ids: {package_id}" in caplog.text
+
+
+async def test_iter_bulk_yields_every_row_before_raising_a_mismatch(
+    fake: FakeVairo, url: str, journal: Journal
+) -> None:
+    turkish = [Message(to=f"54{i:08d}", text=f"Şifreniz {i}") for i in range(3)]
+    async with client(fake, url, journal) as vairo:
+        await vairo.send_bulk([*turkish, *ROWS[:20]], batch_size=10, campaign=CAMPAIGN)
+        changed = [*turkish, *ROWS[:15], Message(to="5559999999", text="other"), *ROWS[16:20]]
+        outcomes: list[BatchOutcome] = []
+
+        async def consume() -> None:
+            async for outcome in vairo.iter_bulk(changed, batch_size=10, campaign=CAMPAIGN):
+                outcomes.append(outcome)
+
+        with pytest.raises(CampaignMismatchError):
+            await consume()
+    assert sorted(len(o.messages) for o in outcomes) == [3, 10, 10]
+    assert sorted(o.state.value for o in outcomes) == ["failed", "failed", "sent"]

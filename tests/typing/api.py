@@ -128,3 +128,22 @@ async def journals(path: str, url: str) -> None:
         print(package_id)
     except (JournalUnavailableError, ClaimLostError) as exc:
         print(exc)
+
+
+async def durable_sends(path: str) -> None:
+    async with (
+        SqliteJournal(path) as journal,
+        AsyncVairoClient(
+            "key", sender="ACME", journal=journal, idempotency_retention=3600.0, journal_lease=60
+        ) as client,
+    ):
+        sub: Submission = await client.send("x", to="5399999999", idempotency_key="order-1")
+        again: Submission = await client.send_messages(
+            [Message(to="5399999999", text="x")], idempotency_key="order-1"
+        )
+        replayed: bool = sub.replayed or again.replayed
+        result: BulkResult = await client.send_bulk([], campaign="spring")
+        async for outcome in client.iter_bulk([], batch_size=10, campaign="spring"):
+            was_replayed: bool = outcome.replayed
+            print(was_replayed)
+        print(replayed, result.package_ids)
