@@ -53,6 +53,7 @@ from ._models import (
     Rejection,
     Submission,
 )
+from ._rate import RateLimiter, RedisRateLimiter
 from ._segments import Encoding, Segments, segments, transliterate_turkish
 from ._version import __version__
 
@@ -90,8 +91,10 @@ __all__ = [
     "PackageStatus",
     "ProgressHook",
     "RateLimitError",
+    "RateLimiter",
     "RecordState",
     "RedisJournal",
+    "RedisRateLimiter",
     "Rejection",
     "Segments",
     "SendInProgressError",

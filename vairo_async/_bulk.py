@@ -40,6 +40,7 @@ from ._errors import (
     VairoError,
 )
 from ._models import BatchOutcome, BatchState, BulkProgress, Message, Rejection
+from ._rate import Cooldown, RateLimiter, cooldown_of
 from ._retry import BeforeAttempt
 from ._segments import credits_of, needs_turkish_shift
 from ._validate import check_message, describe
@@ -79,6 +80,18 @@ class _Stopped:
     """The queue's end marker."""
 
 
+@attrs.frozen
+class _Gate:
+    """A batch's `before_attempt`, carrying the limiter's `cooldown` for the client to call
+    when a 429 answer says Retry-After."""
+
+    before: Callable[[int], Awaitable[None]]
+    cooldown: Cooldown | None
+
+    async def __call__(self, attempt: int) -> None:
+        await self.before(attempt)
+
+
 _END = _Stopped()
 
 
@@ -100,7 +113,9 @@ class Campaign:
         sender: The campaign's checked sender.
         batch_size: Rows per batch, at most.
         concurrency: Batches in flight (plus outcomes not yet taken), at most.
-        rate: HTTP attempts per second, retries included, at most; None for no limit.
+        rate: HTTP attempts per second, retries included, at most; a `RateLimiter` to
+            wait for instead (its `cooldown`, if any, hears of every 429's Retry-After);
+            None for no limit.
         on_progress: Told of every batch the moment it settles; an awaitable it returns is
             awaited, in settle order, before the outcome is yielded.
         exclude: Wire-form numbers whose rows are rejected as excluded, never sent.
@@ -115,7 +130,7 @@ class Campaign:
         sender: str,
         batch_size: int,
         concurrency: int,
-        rate: float | None,
+        rate: float | RateLimiter | None,
         on_progress: ProgressHook | None,
         exclude: frozenset[str] = frozenset(),
         journal: CampaignJournal | None = None,
@@ -130,7 +145,10 @@ class Campaign:
         self._concurrency = concurrency
         self._rate = rate
         self._slots = asyncio.Semaphore(concurrency)
-        self._limiter = None if rate is None else AsyncLimiter(1, 1 / rate)
+        self._limiter: RateLimiter | AsyncLimiter | None = (
+            AsyncLimiter(1, 1 / rate) if isinstance(rate, int | float) else rate
+        )
+        self._cooldown = cooldown_of(rate)
         self._on_progress = on_progress
         self._forming = {False: _Batch(False), True: _Batch(True)}
         # Batches that left formation and have not settled (waiting for a slot, or sending).
@@ -322,7 +340,7 @@ class Campaign:
                 self._sender,
                 batch.wire,
                 batch.tr_char,
-                functools.partial(self._before_attempt, batch),
+                _Gate(functools.partial(self._before_attempt, batch), self._cooldown),
             )
             if batch.entry is not None:
                 request = batch.entry.run(request, len(batch.wire), batch.credits)

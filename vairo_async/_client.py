@@ -48,6 +48,7 @@ from ._models import BatchOutcome, BulkResult, Message, PackageReport, Submissio
 from ._outcome import Reach, reach_of_exception
 from ._phone import normalize_number
 from ._poll import check_wait, run_wait, run_wait_all
+from ._rate import RateLimiter
 from ._redact import hold_secret, install_log_redaction, redact, scrub_exception
 from ._retry import BeforeAttempt, RetryPolicy, parse_retry_after
 from ._segments import credits_of, needs_turkish_shift
@@ -366,7 +367,7 @@ class AsyncVairoClient:
         sender: str | None = None,
         batch_size: int = DEFAULT_BATCH_SIZE,
         concurrency: int = DEFAULT_CONCURRENCY,
-        rate: float | None = None,
+        rate: float | RateLimiter | None = None,
         on_progress: ProgressHook | None = None,
         exclude: Iterable[str] | None = None,
         campaign: str | None = None,
@@ -384,8 +385,9 @@ class AsyncVairoClient:
             sender: Overrides the client's sender for this campaign.
             batch_size: Rows per batch (one SmsGonder call each), at most.
             concurrency: Batches in flight, at most.
-            rate: SmsGonder requests per second, retries included, at most; None for no
-                limit.
+            rate: SmsGonder requests per second, retries included, at most; or a
+                `RateLimiter` (any object with an async `acquire()`, such as
+                `RedisRateLimiter`, shared by every worker); None for no limit.
             on_progress: Called with a `BulkProgress` as each batch settles, including
                 the batches settled as the campaign is cancelled. A coroutine function is
                 awaited, one call at a time in settle order, each before its outcome is
@@ -423,7 +425,7 @@ class AsyncVairoClient:
         sender: str | None = None,
         batch_size: int = DEFAULT_BATCH_SIZE,
         concurrency: int = DEFAULT_CONCURRENCY,
-        rate: float | None = None,
+        rate: float | RateLimiter | None = None,
         on_progress: ProgressHook | None = None,
         exclude: Iterable[str] | None = None,
         campaign: str | None = None,
@@ -463,7 +465,7 @@ class AsyncVairoClient:
         sender: str | None,
         batch_size: int,
         concurrency: int,
-        rate: float | None,
+        rate: float | RateLimiter | None,
         on_progress: ProgressHook | None,
         exclude: Iterable[str] | None = None,
         campaign: str | None = None,
@@ -605,6 +607,10 @@ class AsyncVairoClient:
             ) from exc
         call.status = response.status_code
         retry_after = parse_retry_after(response.headers.get("retry-after"))
+        if retry_after is not None and response.status_code == 429:
+            cooldown = getattr(call.before_attempt, "cooldown", None)
+            if cooldown is not None:  # a shared limiter: every worker waits the hint out
+                await cooldown(retry_after)
         try:
             return decode(
                 response.status_code,

@@ -34,6 +34,7 @@ from ._constants import (
     ENV_SENDER,
 )
 from ._errors import ConfigurationError, InvalidRequestError
+from ._rate import RateLimiter
 from ._redact import key_forms, redact
 from ._validate import Problems, check_sender, describe, is_number
 
@@ -230,7 +231,9 @@ class BulkSettings:
     Attributes:
         batch_size: Rows per batch (one SmsGonder call each), at most: an int >= 1.
         concurrency: Batches in flight, at most: an int >= 1.
-        rate: SmsGonder requests per second (> 0), retries included, or None for no limit.
+        rate: SmsGonder requests per second (> 0), retries included, a `RateLimiter`
+            (any object with an async `acquire()`, e.g. one shared by many workers), or
+            None for no limit.
 
     Raises:
         InvalidRequestError: Listing every bad value.
@@ -238,15 +241,17 @@ class BulkSettings:
 
     batch_size: int = DEFAULT_BATCH_SIZE
     concurrency: int = DEFAULT_CONCURRENCY
-    rate: float | None = None
+    rate: float | RateLimiter | None = None
 
     def __attrs_post_init__(self) -> None:
         problems = Problems(InvalidRequestError)
         problems.integer("batch_size", self.batch_size, minimum=1)
         problems.integer("concurrency", self.concurrency, minimum=1)
+        is_limiter = isinstance(self.rate, RateLimiter) and not isinstance(self.rate, int | float)
         if (
-            problems.number("rate", self.rate, strict=True, optional=True)
-            and self.rate is not None
+            not is_limiter
+            and problems.number("rate", self.rate, strict=True, optional=True)
+            and isinstance(self.rate, int | float)
             and not math.isfinite(1 / self.rate)
         ):
             # One request every 1/rate seconds: that interval must be a number too.

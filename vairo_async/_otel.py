@@ -258,11 +258,11 @@ class CampaignTrace:
 
     __slots__ = ("_span", "context")
 
-    def __init__(self, batch_size: int, concurrency: int, rate: float | None) -> None:
+    def __init__(self, batch_size: int, concurrency: int, rate: object) -> None:
         span = _tracer.start_span("vairo.campaign", kind=_trace.SpanKind.INTERNAL)
         if span.is_recording():
             span.set_attributes({"vairo.batch_size": batch_size, "vairo.concurrency": concurrency})
-            if rate is not None:
+            if isinstance(rate, int | float):  # a shared limiter object has no one figure
                 span.set_attribute("vairo.rate", rate)
         self._span = span
         self.context = contextvars.copy_context()
@@ -296,6 +296,6 @@ class CampaignTrace:
         span.end()
 
 
-def campaign(batch_size: int, concurrency: int, rate: float | None) -> CampaignTrace | None:
+def campaign(batch_size: int, concurrency: int, rate: object) -> CampaignTrace | None:
     """The trace of a campaign about to start, or None when OpenTelemetry is absent."""
     return CampaignTrace(batch_size, concurrency, rate) if ENABLED else None

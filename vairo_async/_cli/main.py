@@ -29,6 +29,7 @@ from .._models import PackageReport, PackageStatus
 from .._segments import segments, transliterate_turkish
 from .._version import __version__
 from .bulk import bulk
+from .campaign import campaign
 from .common import (
     EXIT_INCOMPLETE,
     EXIT_INTERRUPTED,
@@ -332,5 +333,6 @@ def emulator(args: tuple[str, ...]) -> int:
 
 
 cli.add_command(bulk)
+cli.add_command(campaign)
 cli.add_command(demo)
 cli.add_command(journal)

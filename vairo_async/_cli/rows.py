@@ -19,6 +19,7 @@ import re
 import unicodedata
 from collections.abc import Iterable, Iterator, Sequence
 from pathlib import Path
+from typing import BinaryIO
 
 import attrs
 
@@ -29,6 +30,7 @@ from .._validate import check_message, describe
 from .common import CliError
 
 __all__ = [
+    "ByteLines",
     "CsvSource",
     "FileCheck",
     "Row",
@@ -330,14 +332,19 @@ def _delimiter(line: str) -> str:
     return best[2] if best[0] else ","
 
 
-def _records(file: Iterable[str], delimiter: str) -> Iterator[tuple[int, list[str]]]:
-    """Each non-blank CSV record with the file line it starts on (quoted fields may span)."""
+def _records(
+    file: Iterable[str], delimiter: str, first_line: int = 1
+) -> Iterator[tuple[int, list[str]]]:
+    """Each non-blank CSV record with the file line it starts on (quoted fields may span).
+
+    `first_line` is the file line of the first line given (a shard starts mid-file).
+    """
     reader = csv.reader(file, delimiter=delimiter)
-    start = 1
+    start = first_line
     for cells in reader:
         if any(cell.strip() for cell in cells):
             yield start, cells
-        start = reader.line_num + 1
+        start = first_line + reader.line_num
 
 
 def _column(path: Path, header: Sequence[str], name: str, option: str) -> int:
@@ -496,23 +503,73 @@ def _key(to: str, text: str) -> int:
     return int.from_bytes(digest.digest(), "big")
 
 
+class ByteLines:
+    """A binary file's lines, decoded, counting the bytes and lines read so far.
+
+    Read through `iter_rows(lines=...)`, `position` is the byte offset just past the last
+    record yielded: a record boundary, quoted line breaks included, to cut a file at.
+    Only for encodings where a line break is the byte 0x0A (UTF-8, the single-byte ones).
+    """
+
+    def __init__(self, file: BinaryIO, codec: str, *, start: int = 0, end: int | None = None):
+        self._file = file
+        self._decoder = codecs.getincrementaldecoder(codec)()
+        self._end = end
+        #: Bytes read, counted from the start of the file.
+        self.position = start
+        #: Lines read.
+        self.lines = 0
+
+    @staticmethod
+    def supports(codec: str) -> bool:
+        """Whether lines of `codec` text split on the byte 0x0A."""
+        try:
+            return '\n,;\t"'.encode(codec).removeprefix(codecs.BOM_UTF8) == b'\n,;\t"'
+        except UnicodeError:  # pragma: no cover - every codec encodes ASCII
+            return False
+
+    def __iter__(self) -> Iterator[str]:
+        return self
+
+    def __next__(self) -> str:
+        if self._end is not None and self.position >= self._end:
+            raise StopIteration
+        limit = -1 if self._end is None else self._end - self.position
+        data = self._file.readline(limit)
+        if not data:
+            raise StopIteration
+        self.position += len(data)
+        self.lines += 1
+        return self._decoder.decode(data)
+
+
 def iter_rows(
-    source: CsvSource, *, exclude: frozenset[str] = frozenset(), dedupe: bool = False
+    source: CsvSource,
+    *,
+    exclude: frozenset[str] = frozenset(),
+    dedupe: bool = False,
+    lines: Iterable[str] | None = None,
+    first_line: int = 1,
 ) -> Iterator[Row]:
     """Read the file lazily, yielding each data row checked.
 
     A row's reason is, in this order: an empty template field (rejected by the command),
     the SDK's row check (a bad number, an empty text), an excluded number, and with
     `dedupe` a repeat of an earlier row's number and text (rejected by the command).
+    With `lines`, those lines are read instead of the file: the whole file (header first)
+    when `first_line` is 1, else a shard of data rows starting at file line `first_line`.
 
     Raises:
         CliError: The file cannot be decoded or parsed (exit status 2).
     """
     seen: dict[int, int] = {}
     try:
-        with source.path.open(encoding=source.codec, newline="") as file:
-            records = _records(file, source.delimiter)
-            next(records, None)
+        with contextlib.ExitStack() as stack:
+            if lines is None:
+                lines = stack.enter_context(source.path.open(encoding=source.codec, newline=""))
+            records = _records(lines, source.delimiter, first_line)
+            if first_line == 1:
+                next(records, None)
             for line, cells in records:
                 yield _row(source, line, cells, exclude, dedupe, seen)
     except UnicodeDecodeError as exc:

@@ -399,7 +399,9 @@ class FakeVairo:
         fault: FaultKind | None = None,
         package_id: int | None = None,
     ) -> None:
-        self._ledger.requests.append(RequestRecord(endpoint, outcome, status, fault, package_id))
+        self._ledger.requests.append(
+            RequestRecord(endpoint, outcome, status, fault, package_id, at=self.clock())
+        )
 
 
 def _retry_after(value: float | str) -> str:

@@ -148,8 +148,11 @@ class RequestRecord:
         status: HTTP status sent, None when the connection dropped before any.
         fault: The injected fault, if any (LATENCY still answers normally).
         package_id: The package accepted (send) or reported (report), if any.
+        at: When it was answered, in seconds on the emulator's `clock` (for measuring
+            request rates); not part of equality.
 
     .. versionadded:: 0.1.0
+    .. versionchanged:: 0.2.0 `at`.
     """
 
     endpoint: str
@@ -157,6 +160,7 @@ class RequestRecord:
     status: int | None
     fault: FaultKind | None = None
     package_id: int | None = None
+    at: float | None = attrs.field(default=None, eq=False)
 
 
 @attrs.define

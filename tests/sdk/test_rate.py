@@ -1,0 +1,142 @@
+"""`rate=` with a limiter object, the shared Redis limiter, and the 429 cooldown hook."""
+
+from __future__ import annotations
+
+import asyncio
+import itertools
+import time
+import uuid
+
+import pytest
+import redis.asyncio
+
+from vairo_async import (
+    AsyncVairoClient,
+    ConfigurationError,
+    InvalidRequestError,
+    Message,
+    RateLimiter,
+    RedisRateLimiter,
+    VairoError,
+)
+from vairo_async.testing import FakeVairo, Fault
+
+
+class CountingLimiter:
+    """A limiter of the caller's: counts acquisitions and cooldowns, never waits."""
+
+    def __init__(self) -> None:
+        self.acquired = 0
+        self.cooldowns: list[float] = []
+
+    async def acquire(self) -> None:
+        self.acquired += 1
+
+    async def cooldown(self, seconds: float) -> None:
+        self.cooldowns.append(seconds)
+
+
+def _rows(n: int) -> list[Message]:
+    return [Message(to=f"53{i:08d}", text=f"row {i}") for i in range(n)]
+
+
+async def test_a_limiter_object_is_awaited_before_every_attempt(fake: FakeVairo) -> None:
+    limiter = CountingLimiter()
+    assert isinstance(limiter, RateLimiter)
+    fake.inject(Fault.rate_limit(retry_after=2), times=1)
+    async with AsyncVairoClient(
+        api_key=fake.api_key, sender="ACME", transport=fake.transport(), base_url=fake.base_url
+    ) as client:
+        result = await client.send_bulk(_rows(30), batch_size=10, rate=limiter)
+    assert result.sent == 30
+    assert limiter.acquired == 4  # three batches, one retried after the 429
+    assert limiter.cooldowns == [2.0]
+
+
+async def test_a_limiter_without_cooldown_is_enough(fake: FakeVairo) -> None:
+    class Plain:
+        def __init__(self) -> None:
+            self.acquired = 0
+
+        async def acquire(self) -> None:
+            self.acquired += 1
+
+    plain = Plain()
+    fake.inject(Fault.rate_limit(retry_after=1), times=1)
+    async with AsyncVairoClient(
+        api_key=fake.api_key, sender="ACME", transport=fake.transport(), base_url=fake.base_url
+    ) as client:
+        result = await client.send_bulk(_rows(5), batch_size=5, rate=plain)
+    assert result.sent == 5
+    assert plain.acquired == 2
+
+
+async def test_a_rate_that_is_neither_number_nor_limiter_is_refused(fake: FakeVairo) -> None:
+    async with AsyncVairoClient(
+        api_key=fake.api_key, sender="ACME", transport=fake.transport(), base_url=fake.base_url
+    ) as client:
+        with pytest.raises(InvalidRequestError, match="rate"):
+            await client.send_bulk(_rows(1), rate="fast")  # type: ignore[arg-type]
+    assert fake.request_count() == 0
+
+
+async def test_the_redis_limiter_spaces_sends_across_limiters(redis_url: str) -> None:
+    key = f"acct-{uuid.uuid4().hex}"
+    first = RedisRateLimiter(redis_url, key, 50)
+    second = RedisRateLimiter(redis_url, key, 50)
+    stamps: list[float] = []
+
+    async def take(limiter: RedisRateLimiter) -> None:
+        await limiter.acquire()
+        stamps.append(time.monotonic())
+
+    async with first, second:
+        await asyncio.gather(*(take(limiter) for limiter in [first, second] * 15))
+    stamps.sort()
+    # 30 slots 20 ms apart, shared by both limiters: the last one 580 ms after the first.
+    assert stamps[-1] - stamps[0] >= 0.55
+    gaps = [b - a for a, b in itertools.pairwise(stamps)]
+    assert sum(gaps) / len(gaps) >= 0.019
+
+
+async def test_a_cooldown_holds_every_limiter_back(redis_url: str) -> None:
+    key = f"acct-{uuid.uuid4().hex}"
+    client = redis.asyncio.Redis.from_url(redis_url)
+    try:
+        one = RedisRateLimiter(client, key, 1000)
+        other = RedisRateLimiter(client, key, 1000)
+        await one.cooldown(0.3)
+        await one.cooldown(0.05)  # a shorter hint never shortens the cooldown
+        started = time.monotonic()
+        await other.acquire()
+        assert time.monotonic() - started >= 0.25
+        await one.aclose()  # the caller's client stays open
+        assert await client.ping()
+    finally:
+        await client.aclose()
+    assert "acct-" in repr(one)
+
+
+def test_bad_limiter_arguments_are_named() -> None:
+    with pytest.raises(InvalidRequestError) as caught:
+        RedisRateLimiter("redis://127.0.0.1:1", "", 0, burst=0)
+    message = str(caught.value)
+    assert "key ''" in message
+    assert "rate 0" in message
+    assert "burst 0" in message
+    with pytest.raises(ConfigurationError, match="not a Redis URL"):
+        RedisRateLimiter("http://user:s3cret@example.com", "k", 1)
+
+
+async def test_an_unreachable_redis_is_a_vairo_error_without_the_password() -> None:
+    import socket
+
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        port = probe.getsockname()[1]
+    limiter = RedisRateLimiter(f"redis://:s3cretpw@127.0.0.1:{port}", "k", 1, timeout=1)
+    with pytest.raises(VairoError) as caught:
+        await limiter.acquire()
+    await limiter.aclose()
+    assert "s3cretpw" not in str(caught.value)
+    assert "rate limit" in str(caught.value)
