@@ -21,9 +21,9 @@ from .._config import BulkSettings
 from .._errors import WaitAllError
 from .._models import Message, PackageStatus
 from ..testing import FakeVairo, Fault, RandomFaults
-from .bulk import Tally, progress_bar, run_campaign
 from .common import EXIT_INCOMPLETE, EXIT_OK, EXIT_USAGE, CliError, figures, run_async, session
 from .rows import Template, fold
+from .sending import Tally, progress_bar, run_campaign
 
 __all__ = [
     "DEMO_FAULTS",
