@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import json
 import os
 import sqlite3
@@ -13,7 +14,7 @@ from pathlib import Path
 
 import pytest
 
-from vairo_async import JournalUnavailableError, RecordState, SqliteJournal
+from vairo_async import ClaimLostError, JournalUnavailableError, RecordState, SqliteJournal
 from vairo_async._journal import send_key
 
 from ..support import ROOT
@@ -169,3 +170,44 @@ async def test_a_file_that_is_not_a_database_is_unavailable(tmp_path: Path) -> N
         async with SqliteJournal(path):
             pass
     assert isinstance(raised.value.__cause__, sqlite3.DatabaseError)
+
+
+async def test_writes_waiting_together_commit_together_each_with_its_own_answer(
+    tmp_path: Path,
+) -> None:
+    # 64 claims and SENT marks in flight at once share transactions (a group commit); each
+    # caller hears only of its own result, a refused one changes nothing of the others, and
+    # every accepted write is on disk for another connection when its caller hears of it.
+    path = tmp_path / "j.sqlite3"
+    keys = [send_key(f"k{i}") for i in range(64)]
+    async with SqliteJournal(path) as journal:
+        claims = await asyncio.gather(
+            *(
+                journal.claim(k, fingerprint="f", owner=f"o{i}", lease=60)
+                for i, k in enumerate(keys)
+            )
+        )
+        assert all(claim.claimed for claim in claims)
+        marks = await asyncio.gather(
+            *(
+                journal.mark_sent(
+                    k,
+                    owner="intruder" if i == 7 else f"o{i}",
+                    package_id=1000 + i,
+                    recipient_count=1,
+                    estimated_credits=1,
+                )
+                for i, k in enumerate(keys)
+            ),
+            return_exceptions=True,
+        )
+        assert isinstance(marks[7], ClaimLostError)
+        assert [m.package_id for i, m in enumerate(marks) if i != 7] == [  # type: ignore[union-attr]
+            1000 + i for i in range(64) if i != 7
+        ]
+        other = sqlite3.connect(path)
+        try:
+            rows = dict(other.execute("SELECT key, state FROM records").fetchall())
+        finally:
+            other.close()
+    assert rows == {k: ("claimed" if i == 7 else "sent") for i, k in enumerate(keys)}

@@ -79,6 +79,8 @@ _INSERT = (
 _PURGE = "DELETE FROM records WHERE expires_at IS NOT NULL AND expires_at <= ?"
 # Single sends past their retention are deleted at most this often (seconds of the clock).
 _PURGE_EVERY = 600.0
+# Jobs waiting together share one transaction and one disk sync (a group commit), at most:
+_GROUP_MAX = 64
 
 
 def _record(row: tuple[Any, ...]) -> JournalRecord:
@@ -110,7 +112,21 @@ def _fetch(conn: sqlite3.Connection, key: str, now: float) -> JournalRecord | No
 
 
 def _write(conn: sqlite3.Connection, body: Callable[[], _T]) -> _T:
-    """Run `body` in one `BEGIN IMMEDIATE` transaction, committed before returning."""
+    """Run `body` in one `BEGIN IMMEDIATE` transaction, committed before returning.
+
+    Inside a group's transaction, `body` runs under a savepoint instead: its changes are
+    undone if it raises, and committed with the group's.
+    """
+    if conn.in_transaction:
+        conn.execute("SAVEPOINT job")
+        try:
+            result = body()
+        except BaseException:
+            conn.execute("ROLLBACK TO job")
+            conn.execute("RELEASE job")
+            raise
+        conn.execute("RELEASE job")
+        return result
     conn.execute("BEGIN IMMEDIATE")
     try:
         result = body()
@@ -138,7 +154,9 @@ class SqliteJournal:
     interpreter that never closes the journal still exits. WAL mode, `synchronous=FULL`,
     `BEGIN IMMEDIATE` for every write and a busy timeout let several processes of one
     machine share the file (not over a network file system: SQLite's locks need a local one).
-    A bulk batch costs two commits (claim, then SENT), as does a single send.
+    A bulk batch costs two commits (claim, then SENT), as does a single send; writes that
+    wait for the thread together share one transaction and one disk sync (a group commit),
+    each answered only once it is on disk.
 
     Args:
         path: The database file; created, with its tables, if missing.
@@ -171,34 +189,70 @@ class SqliteJournal:
 
     def _serve(self) -> None:
         while True:
-            fn, loop, future = self._jobs.get()
-            result: Any = None
-            error: BaseException | None = None
-            try:
-                if fn is None:  # aclose(): close the connection and end the thread
-                    if self._conn is not None:
-                        self._conn.close()
-                        self._conn = None
-                else:
-                    result = fn(self._connect())
-            except sqlite3.Error as exc:
-                if self._conn is not None and self._conn.in_transaction:
-                    try:
-                        self._conn.rollback()
-                    except sqlite3.Error:
-                        self._conn.close()
-                        self._conn = None
-                error = JournalUnavailableError(
-                    f"the SQLite journal {self._path!r} could not be used: {exc}"
-                )
-                error.__cause__ = exc
-            except BaseException as exc:
-                error = exc
-            # A closed loop means nobody is waiting for the answer any more.
-            with contextlib.suppress(RuntimeError):
-                loop.call_soon_threadsafe(_deliver, future, result, error)
-            if fn is None:
+            jobs = [self._jobs.get()]
+            while len(jobs) < _GROUP_MAX and jobs[-1][0] is not None:
+                try:
+                    jobs.append(self._jobs.get_nowait())
+                except queue.Empty:
+                    break
+            closing = jobs[-1][0] is None
+            work = jobs[:-1] if closing else jobs
+            answers = self._answer([fn for fn, _, _ in work if fn is not None]) if work else []
+            if closing:
+                answers.append(self._close_connection())
+            for (_, loop, future), (result, error) in zip(jobs, answers, strict=True):
+                # A closed loop means nobody is waiting for the answer any more.
+                with contextlib.suppress(RuntimeError):
+                    loop.call_soon_threadsafe(_deliver, future, result, error)
+            if closing:
                 return
+
+    def _answer(
+        self, fns: list[Callable[[sqlite3.Connection], Any]]
+    ) -> list[tuple[Any, BaseException | None]]:
+        """Run the jobs waiting together, in one transaction when there are several.
+
+        Every answer is delivered only after the group's commit, so a claim is on disk when
+        its caller hears of it. A `sqlite3` error fails the whole group: nothing of it was
+        committed.
+        """
+        answers: list[tuple[Any, BaseException | None]] = []
+        try:
+            conn = self._connect()
+            if len(fns) > 1:
+                conn.execute("BEGIN IMMEDIATE")
+            for fn in fns:
+                try:
+                    answers.append((fn(conn), None))
+                except sqlite3.Error:
+                    raise
+                except BaseException as exc:
+                    answers.append((None, exc))
+            if conn.in_transaction:
+                conn.execute("COMMIT")
+        except sqlite3.Error as exc:
+            if self._conn is not None and self._conn.in_transaction:
+                try:
+                    self._conn.rollback()
+                except sqlite3.Error:
+                    self._conn.close()
+                    self._conn = None
+            error = JournalUnavailableError(
+                f"the SQLite journal {self._path!r} could not be used: {exc}"
+            )
+            error.__cause__ = exc
+            return [(None, error)] * len(fns)
+        return answers
+
+    def _close_connection(self) -> tuple[Any, BaseException | None]:
+        """aclose(): close the connection; the thread ends after answering."""
+        try:
+            if self._conn is not None:
+                self._conn.close()
+                self._conn = None
+        except sqlite3.Error as exc:
+            return None, JournalUnavailableError(f"closing {self._path!r} failed: {exc}")
+        return None, None
 
     def _connect(self) -> sqlite3.Connection:
         if self._conn is not None:
