@@ -369,6 +369,22 @@ async def test_resolving_an_expired_claim_as_not_sent_deletes_it(
         await journal.resolve(key, package_id=None)
 
 
+@pytest.mark.parametrize("bad", ["77", True, 7.0])
+async def test_resolving_with_a_package_id_not_an_integer_is_refused(
+    journal: Journal, clock: FakeClock, bad: object
+) -> None:
+    key = send_key("k")
+    await claim(journal, key, "w1")
+    clock.advance(LEASE)
+
+    with pytest.raises(JournalError, match=f"package id {bad!r} for 'send:k'"):
+        await journal.resolve(key, package_id=bad)  # type: ignore[arg-type]
+
+    record = await journal.get(key)
+    assert record is not None
+    assert record.effective_state(clock()) is RecordState.UNKNOWN
+
+
 # --- listings -----------------------------------------------------------------------------
 
 

@@ -12,12 +12,7 @@ from collections.abc import Awaitable, Callable, Collection, Mapping
 from types import TracebackType
 from typing import TYPE_CHECKING, Any, Self, TypeVar
 
-from .._errors import (
-    ClaimLostError,
-    JournalError,
-    JournalUnavailableError,
-    SendInProgressError,
-)
+from .._errors import ClaimLostError, JournalUnavailableError
 from .._redis_client import open_redis
 from ._base import (
     Claim,
@@ -25,6 +20,8 @@ from ._base import (
     JournalRecord,
     RecordState,
     check_claim_args,
+    check_package_id,
+    check_resolvable,
     dump_json,
     load_json,
     sort_key,
@@ -436,31 +433,22 @@ class RedisJournal:
         self, key: str, *, package_id: int | None, recipient_count: int | None = None
     ) -> JournalRecord | None:
         """See `Journal.resolve`."""
-        if package_id is not None and (
-            isinstance(package_id, bool) or not isinstance(package_id, int)
-        ):
-            raise JournalError(f"package id {package_id!r} for {key!r}: must be an integer")
+        check_package_id(key, package_id)
+        now = self._clock()
         code, flat = await self._script(
             self._resolve,
             key,
-            _num(self._clock()),
+            _num(now),
             "" if package_id is None else str(package_id),
             "" if recipient_count is None else str(int(recipient_count)),
             key,
             f"{self._prefix}c:",
         )
-        code = _text(code)
         record = _record(flat)
-        if code == "missing":
-            raise JournalError(f"no record for {key!r}: nothing to resolve")
-        if code == "live":
-            assert record is not None
-            raise SendInProgressError(key, record)
-        if code == "sent":
-            assert record is not None
-            raise JournalError(
-                f"{key!r} is SENT as package {record.package_id}: it cannot be resolved again"
-            )
+        if _text(code) in ("missing", "live", "sent"):
+            # The script refused on the record it returns, at `now`: the check says why.
+            check_resolvable(key, record, package_id, now)
+            raise AssertionError(f"resolve {key!r}: {_text(code)}")  # pragma: no cover
         return record
 
     async def put_campaign(self, campaign: str, header: Mapping[str, Any]) -> Mapping[str, Any]:
