@@ -16,6 +16,7 @@ import httpx
 import pytest
 
 from vairo_async import (
+    AsyncVairoClient,
     Claim,
     Journal,
     JournalRecord,
@@ -38,6 +39,7 @@ __all__ = [
     "Reply",
     "Step",
     "accept_package",
+    "journaled_client",
     "load_sample",
     "open_store",
 ]
@@ -216,6 +218,13 @@ def open_store(
     url = request.getfixturevalue("redis_url")
     prefix = f"test-{uuid.uuid4().hex}:"
     return lambda: RedisJournal(url, prefix=prefix, clock=clock)
+
+
+def journaled_client(
+    fake: FakeVairo, url: str, journal: Journal | None, **options: Any
+) -> AsyncVairoClient:
+    """A client of `fake` served at `url`, as sender ACME, recording its sends in `journal`."""
+    return AsyncVairoClient(fake.api_key, sender="ACME", base_url=url, journal=journal, **options)
 
 
 Hook = Callable[[str, int], Any]
