@@ -4,9 +4,14 @@ journals on every store (`open_store`) or misbehaving on purpose (`Hooked`)."""
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import json
+import os
+import signal
+import subprocess
+import sys
 import uuid
-from collections.abc import Callable, Collection, Mapping
+from collections.abc import Callable, Collection, Iterator, Mapping
 from pathlib import Path
 from types import TracebackType
 from typing import Any, Self
@@ -39,6 +44,7 @@ __all__ = [
     "Reply",
     "Step",
     "accept_package",
+    "emulator",
     "journaled_client",
     "load_sample",
     "open_store",
@@ -61,6 +67,34 @@ async def accept_package(fake: FakeVairo, dest: str = "5399999999", text: str = 
         answer = await http.post("SmsGonder", params={"api_key": fake.api_key}, json=body)
     package_id: int = answer.json()["aciklama"]
     return package_id
+
+
+@contextlib.contextmanager
+def emulator(*options: str, api_key: str) -> Iterator[tuple[subprocess.Popen[str], str]]:
+    """`python -m vairo_async.testing` on a free loopback port: its process and base URL.
+
+    The process is interrupted (SIGINT) on leaving unless it has ended; a test that checks
+    how it ends signals it and reads `communicate()` itself.
+    """
+    env = {**os.environ, "PYTHONPATH": str(ROOT)}
+    command = [sys.executable, "-W", "error", "-m", "vairo_async.testing", "--port", "0"]
+    with subprocess.Popen(
+        [*command, "--api-key", api_key, *options],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+        env=env,
+    ) as process:
+        try:
+            assert process.stdout is not None
+            url_line = process.stdout.readline().strip()
+            assert url_line.startswith("VAIRO_BASE_URL=http://127.0.0.1:"), url_line
+            assert process.stdout.readline().strip() == f"VAIRO_API_KEY={api_key}"
+            yield process, url_line.partition("=")[2]
+        finally:
+            if process.poll() is None:
+                process.send_signal(signal.SIGINT)
+            process.communicate(timeout=30)
 
 
 @attrs.frozen
