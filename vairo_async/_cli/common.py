@@ -12,7 +12,7 @@ import signal
 from collections.abc import Callable, Coroutine, Iterable
 from pathlib import Path
 from typing import Any, TypeVar
-from urllib.parse import unquote, urlsplit, urlunsplit
+from urllib.parse import unquote
 
 import attrs
 import click
@@ -32,7 +32,8 @@ from .._constants import (
 from .._errors import ConfigurationError
 from .._journal import Journal, RedisJournal, SqliteJournal
 from .._models import PackageReport
-from .._redact import REDACTED, redact
+from .._redact import redact
+from .._redis_client import redacted_url
 from .._validate import check_sender
 
 __all__ = [
@@ -441,11 +442,7 @@ def journal_target(value: str) -> JournalTarget:
         raise CliError("--journal is empty: give a file path or a redis:// URL")
     if not value.startswith(REDIS_SCHEMES):
         return JournalTarget(value, str(Path(value).absolute()))
-    parts = urlsplit(value)
-    shown = value
-    if parts.password:
-        session().secrets.extend({parts.password, unquote(parts.password)})
-        userinfo, _, hostinfo = parts.netloc.rpartition("@")
-        user = userinfo.partition(":")[0]
-        shown = urlunsplit(parts._replace(netloc=f"{user}:{REDACTED}@{hostinfo}"))
+    shown, password = redacted_url(value)
+    if password:
+        session().secrets.extend({password, unquote(password)})
     return JournalTarget(value, shown)
