@@ -45,6 +45,7 @@ __all__ = [
     "Step",
     "accept_package",
     "emulator",
+    "held",
     "journaled_client",
     "load_sample",
     "open_store",
@@ -252,6 +253,23 @@ def open_store(
     url = request.getfixturevalue("redis_url")
     prefix = f"test-{uuid.uuid4().hex}:"
     return lambda: RedisJournal(url, prefix=prefix, clock=clock)
+
+
+def held(journal: Journal, method: str) -> tuple[Hooked, asyncio.Event, asyncio.Event]:
+    """`journal` with every call of `method` held before it reaches the store.
+
+    Returns the wrapped journal, an event set when a held call starts, and the gate that
+    lets the held calls go on when the test sets it.
+    """
+    started = asyncio.Event()
+    gate = asyncio.Event()
+
+    async def hold(name: str, n: int) -> None:
+        if name == method:
+            started.set()
+            await gate.wait()
+
+    return Hooked(journal, before=hold), started, gate
 
 
 def journaled_client(

@@ -27,7 +27,7 @@ from vairo_async import (
 from vairo_async._journal import batch_key
 from vairo_async.testing import FakeVairo, Fault
 
-from ..support import Hooked, journaled_client
+from ..support import Hooked, held, journaled_client
 
 ROWS = [Message(to=f"53{i:08d}", text=f"Merhaba {i}", ref=i) for i in range(50)]
 CAMPAIGN = "spring-2026"
@@ -348,16 +348,9 @@ async def test_refs_that_are_not_json_are_left_out_of_the_record(
 async def test_a_campaign_stopped_while_sent_is_written_keeps_the_package_id(
     fake: FakeVairo, url: str, journal: Journal, caplog: pytest.LogCaptureFixture
 ) -> None:
-    writing = asyncio.Event()
-    gate = asyncio.Event()
-
-    async def hold(name: str, n: int) -> None:
-        if name == "mark_sent":
-            writing.set()
-            await gate.wait()
-
+    hooked, writing, gate = held(journal, "mark_sent")
     seen: list[BulkProgress] = []
-    async with journaled_client(fake, url, Hooked(journal, before=hold)) as vairo:
+    async with journaled_client(fake, url, hooked) as vairo:
         task = asyncio.create_task(
             vairo.send_bulk(ROWS[:10], campaign=CAMPAIGN, on_progress=seen.append)
         )

@@ -24,7 +24,7 @@ from vairo_async import (
 from vairo_async._journal import new_owner, send_key
 from vairo_async.testing import FakeVairo, Fault
 
-from ..support import FakeClock, Hooked, journaled_client
+from ..support import FakeClock, Hooked, held, journaled_client
 
 KEY = "order-1234-shipped"
 
@@ -246,15 +246,8 @@ async def test_a_journal_that_cannot_release_keeps_the_key_claimed(
 async def test_a_send_cancelled_while_sent_is_written_still_records_it(
     fake: FakeVairo, url: str, journal: Journal
 ) -> None:
-    writing = asyncio.Event()
-    gate = asyncio.Event()
-
-    async def hold(name: str, n: int) -> None:
-        if name == "mark_sent":
-            writing.set()
-            await gate.wait()
-
-    async with journaled_client(fake, url, Hooked(journal, before=hold)) as vairo:
+    hooked, writing, gate = held(journal, "mark_sent")
+    async with journaled_client(fake, url, hooked) as vairo:
         task = asyncio.create_task(vairo.send("x", to="5399999999", idempotency_key=KEY))
         await writing.wait()
         task.cancel()  # the caller gives up; the SENT write goes on to its end
