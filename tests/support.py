@@ -4,9 +4,14 @@ journals on every store (`open_store`) or misbehaving on purpose (`Hooked`)."""
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import json
+import os
+import signal
+import subprocess
+import sys
 import uuid
-from collections.abc import Callable, Collection, Mapping
+from collections.abc import Callable, Collection, Iterator, Mapping
 from pathlib import Path
 from types import TracebackType
 from typing import Any, Self
@@ -16,6 +21,7 @@ import httpx
 import pytest
 
 from vairo_async import (
+    AsyncVairoClient,
     Claim,
     Journal,
     JournalRecord,
@@ -38,6 +44,9 @@ __all__ = [
     "Reply",
     "Step",
     "accept_package",
+    "emulator",
+    "held",
+    "journaled_client",
     "load_sample",
     "open_store",
 ]
@@ -59,6 +68,34 @@ async def accept_package(fake: FakeVairo, dest: str = "5399999999", text: str = 
         answer = await http.post("SmsGonder", params={"api_key": fake.api_key}, json=body)
     package_id: int = answer.json()["aciklama"]
     return package_id
+
+
+@contextlib.contextmanager
+def emulator(*options: str, api_key: str) -> Iterator[tuple[subprocess.Popen[str], str]]:
+    """`python -m vairo_async.testing` on a free loopback port: its process and base URL.
+
+    The process is interrupted (SIGINT) on leaving unless it has ended; a test that checks
+    how it ends signals it and reads `communicate()` itself.
+    """
+    env = {**os.environ, "PYTHONPATH": str(ROOT)}
+    command = [sys.executable, "-W", "error", "-m", "vairo_async.testing", "--port", "0"]
+    with subprocess.Popen(
+        [*command, "--api-key", api_key, *options],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+        env=env,
+    ) as process:
+        try:
+            assert process.stdout is not None
+            url_line = process.stdout.readline().strip()
+            assert url_line.startswith("VAIRO_BASE_URL=http://127.0.0.1:"), url_line
+            assert process.stdout.readline().strip() == f"VAIRO_API_KEY={api_key}"
+            yield process, url_line.partition("=")[2]
+        finally:
+            if process.poll() is None:
+                process.send_signal(signal.SIGINT)
+            process.communicate(timeout=30)
 
 
 @attrs.frozen
@@ -216,6 +253,30 @@ def open_store(
     url = request.getfixturevalue("redis_url")
     prefix = f"test-{uuid.uuid4().hex}:"
     return lambda: RedisJournal(url, prefix=prefix, clock=clock)
+
+
+def held(journal: Journal, method: str) -> tuple[Hooked, asyncio.Event, asyncio.Event]:
+    """`journal` with every call of `method` held before it reaches the store.
+
+    Returns the wrapped journal, an event set when a held call starts, and the gate that
+    lets the held calls go on when the test sets it.
+    """
+    started = asyncio.Event()
+    gate = asyncio.Event()
+
+    async def hold(name: str, n: int) -> None:
+        if name == method:
+            started.set()
+            await gate.wait()
+
+    return Hooked(journal, before=hold), started, gate
+
+
+def journaled_client(
+    fake: FakeVairo, url: str, journal: Journal | None, **options: Any
+) -> AsyncVairoClient:
+    """A client of `fake` served at `url`, as sender ACME, recording its sends in `journal`."""
+    return AsyncVairoClient(fake.api_key, sender="ACME", base_url=url, journal=journal, **options)
 
 
 Hook = Callable[[str, int], Any]

@@ -14,9 +14,8 @@ from collections.abc import Awaitable, Callable
 from types import TracebackType
 from typing import TYPE_CHECKING, Protocol, Self, cast, runtime_checkable
 
-from ._errors import ConfigurationError, InvalidRequestError, VairoError
-from ._journal._redis import _redacted_url
-from ._redact import REDACTED, scrub_exception
+from ._errors import InvalidRequestError, VairoError
+from ._redis_client import open_redis
 
 if TYPE_CHECKING:
     import redis.asyncio
@@ -129,55 +128,25 @@ class RedisRateLimiter:
             problems.append(f"burst {burst!r}: must be an integer >= 1")
         if problems:
             raise InvalidRequestError(problems)
-        try:
-            import redis.asyncio as aioredis
-        except ImportError:  # pragma: no cover - the redis extra is installed in tests
-            raise ConfigurationError(
-                "RedisRateLimiter needs the redis package: pip install 'vairo-async[redis]'"
-            ) from None
-        self._errors: tuple[type[BaseException], ...] = (aioredis.RedisError, OSError)
-        if isinstance(url_or_client, str):
-            self._where, self._password = _redacted_url(url_or_client)
-            try:
-                self._client = aioredis.Redis.from_url(
-                    url_or_client, socket_timeout=timeout, socket_connect_timeout=timeout
-                )
-            except ValueError as exc:
-                raise ConfigurationError(
-                    f"not a Redis URL: {self._where!r} ({exc})".replace(
-                        self._password or "\0", REDACTED
-                    )
-                ) from None
-            self._owns_client = True
-        else:
-            kwargs = url_or_client.connection_pool.connection_kwargs
-            self._where = kwargs.get("path") or f"{kwargs.get('host')}:{kwargs.get('port')}"
-            self._password = str(kwargs.get("password") or "")
-            self._client = url_or_client
-            self._owns_client = False
+        self._redis = open_redis(url_or_client, timeout=timeout, needed_by="RedisRateLimiter")
         self.key = key
         self.rate = float(rate)
         self.burst = burst
         self._keys = [f"{prefix}{key}:tat", f"{prefix}{key}:cooldown"]
         self._interval = round(1e6 / self.rate)
         self._tolerance = self._interval * (burst - 1)
-        self._script = self._client.register_script(_GCRA)
+        self._script = self._redis.client.register_script(_GCRA)
 
     def __repr__(self) -> str:
-        return f"RedisRateLimiter({self._where!r}, key={self.key!r}, rate={self.rate:g})"
+        return f"RedisRateLimiter({self._redis.where!r}, key={self.key!r}, rate={self.rate:g})"
 
     async def _run(self, cooldown_us: int) -> int:
         try:
             result = await self._script(
                 keys=self._keys, args=[self._interval, self._tolerance, cooldown_us]
             )
-        except self._errors as exc:
-            if self._password:
-                scrub_exception(exc, self._password)
-            message = f"the Redis rate limit at {self._where} could not be used: {exc}"
-            if self._password:
-                message = message.replace(self._password, REDACTED)
-            raise VairoError(message) from exc
+        except self._redis.errors as exc:
+            raise VairoError(self._redis.failure("the Redis rate limit", exc)) from exc
         return int(result)
 
     async def acquire(self) -> None:
@@ -200,8 +169,7 @@ class RedisRateLimiter:
 
     async def aclose(self) -> None:
         """Close the Redis connection, when the limiter opened it."""
-        if self._owns_client:
-            await self._client.aclose()
+        await self._redis.aclose()
 
     async def __aenter__(self) -> Self:
         return self

@@ -36,6 +36,12 @@ __all__ = ["served"]
 ROWS = 60
 BATCH = 3
 CONCURRENCY = 3
+#: The environment of a run refused before it reaches a server (none listens on port 9).
+OFFLINE = {
+    "VAIRO_API_KEY": API_KEY,
+    "VAIRO_SENDER": "ACME",
+    "VAIRO_BASE_URL": "http://127.0.0.1:9/",
+}
 
 
 def numbered_csv(path: Path, rows: int = ROWS, text: str = "Kampanya") -> Path:
@@ -51,6 +57,14 @@ def bulk_args(source: Path, report: Path, *extra: str) -> list[str]:
         *("bulk", str(source), "--report", str(report), "--id-column", "id"),
         *("--batch-size", str(BATCH), "--concurrency", str(CONCURRENCY), *extra),
     ]
+
+
+async def finished_run(env: dict[str, str], tmp_path: Path, rows: int) -> tuple[Path, Path]:
+    """Run a campaign of `rows` rows to its end; the file and the report."""
+    source = numbered_csv(tmp_path / "liste.csv", rows=rows)
+    report = tmp_path / "r.jsonl"
+    assert (await invoke_async(bulk_args(source, report), env)).exit_code == 0
+    return source, report
 
 
 async def run_child(
@@ -179,12 +193,18 @@ class KillPoint:
         return fired
 
 
+Run = tuple[int | None, bytes, bytes]
+
+
 async def crash_then_rerun(
     fake: FakeVairo, env: dict[str, str], tmp_path: Path, point: KillPoint, signum: int
-) -> tuple[tuple[int | None, bytes, bytes], tuple[int | None, bytes, bytes], int]:
+) -> tuple[Run, Run, int, list[dict[str, Any]]]:
     """Run the campaign, signal it at `point`, rerun the same command to its end.
 
-    Returns each run's (status, stdout, stderr) and the packages the first run got accepted.
+    Checks the accounting across both runs (`check_accounting`), that only batches in
+    flight at the signal are unknown, and the rerun's exit status. Returns each run's
+    (status, stdout, stderr), the packages the first run got accepted, and the unknown
+    batches.
     """
     source = numbered_csv(tmp_path / "liste.csv")
     args = bulk_args(source, tmp_path / "rapor.jsonl", "--concurrency", str(point.concurrency))
@@ -200,7 +220,11 @@ async def crash_then_rerun(
     accepted = len(fake.packages)
     rerun, finish = await run_child(args, env)
     out2, err2 = await finish()
-    return (process.returncode, out, err), (rerun.returncode, out2, err2), accepted
+    final = await check_accounting(fake, tmp_path / "rapor.jsonl", tmp_path / "rapor.jsonl.journal")
+    unknown = [b for b in final.values() if b["state"] == "unknown"]
+    assert len(unknown) <= point.concurrency  # only the batches in flight at the signal
+    assert rerun.returncode == (1 if unknown else 0), err2.decode()
+    return (process.returncode, out, err), (rerun.returncode, out2, err2), accepted, unknown
 
 
 @pytest.mark.parametrize("seed", range(1, 7))
@@ -211,20 +235,17 @@ async def test_sigkill_mid_campaign_then_the_same_command_finishes_it(
     point = KillPoint.seeded(seed)
     report = tmp_path / "rapor.jsonl"
 
-    (status, _, _), (again, stdout, stderr), first = await crash_then_rerun(
+    (status, _, _), (_, stdout, stderr), first, unknown = await crash_then_rerun(
         fake, env, tmp_path, point, signal.SIGKILL
     )
 
     assert status == -signal.SIGKILL
-    final = await check_accounting(fake, report, tmp_path / "rapor.jsonl.journal")
-    unknown = [b for b in final.values() if b["state"] == "unknown"]
-    assert len(unknown) <= point.concurrency  # only the batches in flight at the kill
-    assert again == (1 if unknown else 0), stderr.decode()
     assert "resuming campaign bulk-" in stderr.decode()
     summary = read_report(report)[-1]
     assert summary["rows"] == ROWS
     assert summary["sent"] == ROWS - BATCH * len(unknown)
     assert summary["unknown"] == BATCH * len(unknown)
+    final = final_batches(read_report(report))
     replayed = [b for b in final.values() if b["state"] == "sent" and b["package_id"] <= first]
     assert summary["replayed"] == BATCH * len(replayed)
     shown = table_values(stdout.decode())
@@ -240,7 +261,7 @@ async def test_sigterm_mid_campaign_writes_the_summary_and_the_rerun_finishes(
     point = KillPoint.seeded(seed)
     report = tmp_path / "rapor.jsonl"
 
-    (status, stdout, stderr), (again, _, stderr2), _ = await crash_then_rerun(
+    (status, stdout, stderr), _, _, _ = await crash_then_rerun(
         fake, env, tmp_path, point, signal.SIGTERM
     )
 
@@ -251,10 +272,6 @@ async def test_sigterm_mid_campaign_writes_the_summary_and_the_rerun_finishes(
     first_summary = next(r for r in records if r["type"] == "summary")
     assert first_summary["interrupted"] is True
     assert first_summary["not_read"] > 0
-    final = await check_accounting(fake, report, tmp_path / "rapor.jsonl.journal")
-    unknown = [b for b in final.values() if b["state"] == "unknown"]
-    assert len(unknown) <= point.concurrency
-    assert again == (1 if unknown else 0), stderr2.decode()
     summary = records[-1]
     assert (summary["rows"], summary["interrupted"]) == (ROWS, False)
     assert summary["sent"] + summary["unknown"] == ROWS
@@ -320,9 +337,7 @@ async def test_a_report_line_cut_short_by_a_crash_is_dropped_on_resume(
     served: tuple[FakeVairo, dict[str, str]], tmp_path: Path
 ) -> None:
     fake, env = served
-    source = numbered_csv(tmp_path / "liste.csv", rows=3)
-    report = tmp_path / "r.jsonl"
-    assert (await invoke_async(bulk_args(source, report), env)).exit_code == 0
+    source, report = await finished_run(env, tmp_path, rows=3)
     lines = report.read_text(encoding="utf-8").splitlines(keepends=True)
     report.write_text(lines[0] + lines[1][:20], encoding="utf-8")  # header, half a batch
 
@@ -346,9 +361,7 @@ async def test_a_changed_file_or_option_for_the_same_report_is_refused(
     served: tuple[FakeVairo, dict[str, str]], tmp_path: Path, change: str
 ) -> None:
     fake, env = served
-    source = numbered_csv(tmp_path / "liste.csv", rows=4)
-    report = tmp_path / "r.jsonl"
-    assert (await invoke_async(bulk_args(source, report), env)).exit_code == 0
+    source, report = await finished_run(env, tmp_path, rows=4)
     before = report.read_bytes()
     extra: list[str] = []
     if change == "file":
@@ -379,9 +392,7 @@ async def test_the_reports_own_journal_holding_another_campaign_is_refused(
     served: tuple[FakeVairo, dict[str, str]], tmp_path: Path
 ) -> None:
     fake, env = served
-    source = numbered_csv(tmp_path / "liste.csv", rows=2)
-    report = tmp_path / "r.jsonl"
-    assert (await invoke_async(bulk_args(source, report), env)).exit_code == 0
+    source, report = await finished_run(env, tmp_path, rows=2)
     report.unlink()
     numbered_csv(source, rows=3)
 
@@ -397,9 +408,7 @@ async def test_resuming_with_another_or_a_lost_journal_is_refused(
     served: tuple[FakeVairo, dict[str, str]], tmp_path: Path
 ) -> None:
     fake, env = served
-    source = numbered_csv(tmp_path / "liste.csv", rows=2)
-    report = tmp_path / "r.jsonl"
-    assert (await invoke_async(bulk_args(source, report), env)).exit_code == 0
+    source, report = await finished_run(env, tmp_path, rows=2)
     other = tmp_path / "other.journal"
 
     elsewhere = await invoke_async(bulk_args(source, report, "--journal", str(other)), env)
@@ -442,15 +451,10 @@ async def test_no_journal_sends_without_one_and_an_explicit_journal_file_is_used
 
 def test_a_journal_in_a_missing_folder_or_a_folder_is_refused(tmp_path: Path) -> None:
     source = numbered_csv(tmp_path / "liste.csv", rows=1)
-    env = {
-        "VAIRO_API_KEY": API_KEY,
-        "VAIRO_SENDER": "ACME",
-        "VAIRO_BASE_URL": "http://127.0.0.1:9/",
-    }
 
-    missing = invoke(bulk_args(source, tmp_path / "r.jsonl", "--journal", "/nope/j.db"), env)
-    folder = invoke(bulk_args(source, tmp_path / "r.jsonl", "--journal", str(tmp_path)), env)
-    empty = invoke(bulk_args(source, tmp_path / "r.jsonl", "--journal", " "), env)
+    missing = invoke(bulk_args(source, tmp_path / "r.jsonl", "--journal", "/nope/j.db"), OFFLINE)
+    folder = invoke(bulk_args(source, tmp_path / "r.jsonl", "--journal", str(tmp_path)), OFFLINE)
+    empty = invoke(bulk_args(source, tmp_path / "r.jsonl", "--journal", " "), OFFLINE)
 
     assert "its folder does not exist" in assert_one_line_error(missing)
     assert "is a folder" in assert_one_line_error(folder)
@@ -498,13 +502,8 @@ def test_a_file_that_is_not_a_journaled_report_is_not_resumed(tmp_path: Path, co
     source = numbered_csv(tmp_path / "liste.csv", rows=1)
     report = tmp_path / "r.jsonl"
     report.write_text(content, encoding="utf-8")
-    env = {
-        "VAIRO_API_KEY": API_KEY,
-        "VAIRO_SENDER": "ACME",
-        "VAIRO_BASE_URL": "http://127.0.0.1:9/",
-    }
 
-    result = invoke(bulk_args(source, report), env)
+    result = invoke(bulk_args(source, report), OFFLINE)
 
     assert "is not the report of a journaled campaign" in assert_one_line_error(result)
     assert report.read_text(encoding="utf-8") == content

@@ -4,13 +4,11 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-from collections.abc import AsyncIterator, Callable
-from pathlib import Path
+from collections.abc import AsyncIterator
 
 import pytest
 
 from vairo_async import (
-    AsyncVairoClient,
     BatchOutcome,
     BatchState,
     BulkProgress,
@@ -29,52 +27,16 @@ from vairo_async import (
 from vairo_async._journal import batch_key
 from vairo_async.testing import FakeVairo, Fault
 
-from ..support import FakeClock, Hooked, open_store
+from ..support import Hooked, held, journaled_client
 
 ROWS = [Message(to=f"53{i:08d}", text=f"Merhaba {i}", ref=i) for i in range(50)]
 CAMPAIGN = "spring-2026"
 
 
-@pytest.fixture
-def clock() -> FakeClock:
-    return FakeClock()
-
-
-@pytest.fixture(params=["memory", "sqlite", "redis"])
-def open_journal(
-    request: pytest.FixtureRequest, tmp_path: Path, clock: FakeClock
-) -> Callable[[], Journal]:
-    return open_store(request.param, request, tmp_path, clock)
-
-
-@pytest.fixture
-async def journal(open_journal: Callable[[], Journal]) -> AsyncIterator[Journal]:
-    async with open_journal() as opened:
-        yield opened
-
-
-@pytest.fixture
-async def url(fake: FakeVairo) -> AsyncIterator[str]:
-    async with fake.serve() as served:
-        yield served
-
-
-def client(
-    fake: FakeVairo, url: str, journal: Journal | None, **kwargs: object
-) -> AsyncVairoClient:
-    return AsyncVairoClient(
-        fake.api_key,
-        sender="ACME",
-        base_url=url,
-        journal=journal,
-        **kwargs,  # type: ignore[arg-type]
-    )
-
-
 async def test_a_campaign_records_every_batch_sent(
     fake: FakeVairo, url: str, journal: Journal
 ) -> None:
-    async with client(fake, url, journal) as vairo:
+    async with journaled_client(fake, url, journal) as vairo:
         result = await vairo.send_bulk(ROWS, batch_size=10, concurrency=3, campaign=CAMPAIGN)
     assert result.sent == result.total == 50
     assert not any(o.replayed for o in result.outcomes)
@@ -94,7 +56,7 @@ async def test_a_campaign_records_every_batch_sent(
 async def test_a_rerun_replays_sent_batches_without_a_request(
     fake: FakeVairo, url: str, journal: Journal
 ) -> None:
-    async with client(fake, url, journal) as vairo:
+    async with journaled_client(fake, url, journal) as vairo:
         first = await vairo.send_bulk(ROWS, batch_size=10, campaign=CAMPAIGN)
         posts = fake.request_count("send")
         again = await vairo.send_bulk(ROWS, batch_size=10, campaign=CAMPAIGN)
@@ -112,7 +74,7 @@ async def test_a_rerun_resends_failed_batches_and_never_unknown_ones(
 ) -> None:
     # Batch 1 is refused after every retry (certainly not sent); batch 3 is accepted but
     # its answer is lost (unknown).
-    async with client(fake, url, journal, max_retries=1) as vairo:
+    async with journaled_client(fake, url, journal, max_retries=1) as vairo:
         order = iter(range(100))
 
         async def rows() -> AsyncIterator[Message]:
@@ -162,7 +124,7 @@ async def test_a_rerun_resends_failed_batches_and_never_unknown_ones(
 async def test_other_parameters_are_a_mismatch_before_anything_is_sent(
     fake: FakeVairo, url: str, journal: Journal
 ) -> None:
-    async with client(fake, url, journal) as vairo:
+    async with journaled_client(fake, url, journal) as vairo:
         await vairo.send_bulk(ROWS[:10], batch_size=10, campaign=CAMPAIGN)
         for kwargs in ({"batch_size": 5}, {"sender": "OTHER"}, {"exclude": ["5300000001"]}):
             with pytest.raises(CampaignMismatchError) as caught:
@@ -176,7 +138,7 @@ async def test_changed_rows_are_a_mismatch_and_the_batch_is_not_sent(
     fake: FakeVairo, url: str, journal: Journal
 ) -> None:
     seen: list[BulkProgress] = []
-    async with client(fake, url, journal) as vairo:
+    async with journaled_client(fake, url, journal) as vairo:
         await vairo.send_bulk(ROWS[:30], batch_size=10, campaign=CAMPAIGN)
         changed = [*ROWS[:15], Message(to="5559999999", text="other"), *ROWS[16:]]
         with pytest.raises(CampaignMismatchError) as caught:
@@ -196,7 +158,7 @@ async def test_changed_rows_are_a_mismatch_and_the_batch_is_not_sent(
 async def test_a_campaign_or_key_without_a_journal_is_a_configuration_error(
     fake: FakeVairo, url: str
 ) -> None:
-    async with client(fake, url, None) as vairo:
+    async with journaled_client(fake, url, None) as vairo:
         with pytest.raises(ConfigurationError, match="campaign='c' needs a journal"):
             await vairo.send_bulk(ROWS, campaign="c")
         with pytest.raises(ConfigurationError, match="campaign"):
@@ -208,13 +170,13 @@ async def test_a_campaign_or_key_without_a_journal_is_a_configuration_error(
 
 async def test_a_bad_campaign_id_or_journal_setting_is_named(fake: FakeVairo, url: str) -> None:
     with pytest.raises(ConfigurationError) as caught:
-        client(fake, url, object(), idempotency_retention=0, journal_lease="x")  # type: ignore[arg-type]
+        journaled_client(fake, url, object(), idempotency_retention=0, journal_lease="x")  # type: ignore[arg-type]
     assert [line.split("=")[0] for line in caught.value.problems] == [
         "journal",
         "idempotency_retention",
         "journal_lease",
     ]
-    async with client(fake, url, MemoryJournal()) as vairo:
+    async with journaled_client(fake, url, MemoryJournal()) as vairo:
         with pytest.raises(InvalidRequestError, match="campaign"):
             await vairo.send_bulk(ROWS, campaign="")
         with pytest.raises(InvalidRequestError, match="campaign"):
@@ -226,7 +188,7 @@ async def test_the_store_unreachable_at_claim_sends_nothing(
     fake: FakeVairo, url: str, journal: Journal
 ) -> None:
     broken = Hooked(journal, fail={"claim"})
-    async with client(fake, url, broken) as vairo:
+    async with journaled_client(fake, url, broken) as vairo:
         result = await vairo.send_bulk(ROWS, batch_size=10, campaign=CAMPAIGN)
     assert fake.request_count("send") == 0
     assert result.failed == result.total == 50
@@ -238,7 +200,7 @@ async def test_the_store_unreachable_at_start_raises_before_anything(
     fake: FakeVairo, url: str, journal: Journal
 ) -> None:
     broken = Hooked(journal, fail={"get_campaign"})
-    async with client(fake, url, broken) as vairo:
+    async with journaled_client(fake, url, broken) as vairo:
         with pytest.raises(JournalUnavailableError):
             await vairo.send_bulk(ROWS, campaign=CAMPAIGN)
     assert fake.request_count() == 0
@@ -248,7 +210,7 @@ async def test_sent_but_not_recorded_keeps_the_package_id(
     fake: FakeVairo, url: str, journal: Journal, caplog: pytest.LogCaptureFixture
 ) -> None:
     broken = Hooked(journal, fail={"mark_sent"})
-    async with client(fake, url, broken) as vairo:
+    async with journaled_client(fake, url, broken) as vairo:
         result = await vairo.send_bulk(ROWS[:20], batch_size=10, campaign=CAMPAIGN)
     assert result.sent == 20
     assert sorted(result.package_ids) == sorted(fake.packages)
@@ -258,7 +220,7 @@ async def test_sent_but_not_recorded_keeps_the_package_id(
         assert f"package {outcome.package_id} was sent" in caplog.text
     assert {r.levelname for r in caplog.records if "was sent" in r.getMessage()} == {"ERROR"}
     # Left CLAIMED: a rerun reports the batches unknown and sends nothing.
-    async with client(fake, url, journal) as vairo:
+    async with journaled_client(fake, url, journal) as vairo:
         again = await vairo.send_bulk(ROWS[:20], batch_size=10, campaign=CAMPAIGN)
     assert again.unknown == 20
     assert fake.request_count("send") == 2
@@ -282,7 +244,7 @@ async def test_cancelling_marks_started_batches_unknown_and_leaves_others_unreco
     hooked = Hooked(journal, after=after, before=hold)
     fake.inject(Fault.latency(3600), times=2)  # both claimed batches stay in flight
     seen: list[BulkProgress] = []
-    async with client(fake, url, hooked) as vairo:
+    async with journaled_client(fake, url, hooked) as vairo:
         task = asyncio.create_task(
             vairo.send_bulk(
                 ROWS, batch_size=10, concurrency=3, campaign=CAMPAIGN, on_progress=seen.append
@@ -309,10 +271,10 @@ async def test_a_run_racing_another_reports_the_other_runs_batches(
 
     async def run_b_first(name: str, n: int) -> None:
         if name == "claim" and n == 1:
-            async with client(fake, url, journal) as b:
+            async with journaled_client(fake, url, journal) as b:
                 other.append(await b.send_bulk(ROWS, batch_size=10, campaign=CAMPAIGN))
 
-    async with client(fake, url, Hooked(journal, before=run_b_first)) as a:
+    async with journaled_client(fake, url, Hooked(journal, before=run_b_first)) as a:
         result = await a.send_bulk(ROWS, batch_size=10, concurrency=1, campaign=CAMPAIGN)
     assert fake.request_count("send") == 5
     assert all(o.replayed and o.state is BatchState.SENT for o in result.outcomes)
@@ -325,10 +287,10 @@ async def test_a_run_racing_an_unknown_batch_reports_it_unknown(
     async def unknown_first(name: str, n: int) -> None:
         if name == "claim" and n == 1:
             fake.inject(Fault.drop_after_accept())
-            async with client(fake, url, journal) as b:
+            async with journaled_client(fake, url, journal) as b:
                 await b.send_bulk(ROWS[:10], batch_size=10, campaign=CAMPAIGN)
 
-    async with client(fake, url, Hooked(journal, before=unknown_first)) as a:
+    async with journaled_client(fake, url, Hooked(journal, before=unknown_first)) as a:
         result = await a.send_bulk(ROWS[:10], batch_size=10, campaign=CAMPAIGN)
     (outcome,) = result.outcomes
     assert outcome.state is BatchState.UNKNOWN
@@ -343,7 +305,7 @@ async def test_a_mismatch_settles_the_rows_still_forming_and_sends_nothing_more(
     rows = [*turkish, *ROWS[:20]]
     changed = [*turkish, *ROWS[:15], Message(to="5559999999", text="other"), *ROWS[16:20]]
     seen: list[BulkProgress] = []
-    async with client(fake, url, journal) as vairo:
+    async with journaled_client(fake, url, journal) as vairo:
         await vairo.send_bulk(rows, batch_size=10, campaign=CAMPAIGN)
         with pytest.raises(CampaignMismatchError) as caught:
             await vairo.send_bulk(
@@ -362,7 +324,7 @@ async def test_a_journal_that_cannot_mark_unknown_leaves_the_claim(
     fake: FakeVairo, url: str, journal: Journal, caplog: pytest.LogCaptureFixture
 ) -> None:
     fake.inject(Fault.drop_after_accept())
-    async with client(fake, url, Hooked(journal, fail={"mark_unknown"})) as vairo:
+    async with journaled_client(fake, url, Hooked(journal, fail={"mark_unknown"})) as vairo:
         result = await vairo.send_bulk(ROWS[:10], batch_size=10, campaign=CAMPAIGN)
     assert result.unknown == 10
     record = await journal.get(batch_key(CAMPAIGN, 0))
@@ -375,7 +337,7 @@ async def test_refs_that_are_not_json_are_left_out_of_the_record(
     fake: FakeVairo, url: str, journal: Journal
 ) -> None:
     rows = [Message(to=f"53{i:08d}", text="x", ref=object()) for i in range(3)]
-    async with client(fake, url, journal) as vairo:
+    async with journaled_client(fake, url, journal) as vairo:
         result = await vairo.send_bulk(rows, campaign=CAMPAIGN)
     assert result.sent == 3
     (record,) = await journal.records(campaign=CAMPAIGN)
@@ -386,16 +348,9 @@ async def test_refs_that_are_not_json_are_left_out_of_the_record(
 async def test_a_campaign_stopped_while_sent_is_written_keeps_the_package_id(
     fake: FakeVairo, url: str, journal: Journal, caplog: pytest.LogCaptureFixture
 ) -> None:
-    writing = asyncio.Event()
-    gate = asyncio.Event()
-
-    async def hold(name: str, n: int) -> None:
-        if name == "mark_sent":
-            writing.set()
-            await gate.wait()
-
+    hooked, writing, gate = held(journal, "mark_sent")
     seen: list[BulkProgress] = []
-    async with client(fake, url, Hooked(journal, before=hold)) as vairo:
+    async with journaled_client(fake, url, hooked) as vairo:
         task = asyncio.create_task(
             vairo.send_bulk(ROWS[:10], campaign=CAMPAIGN, on_progress=seen.append)
         )
@@ -418,7 +373,7 @@ async def test_iter_bulk_yields_every_row_before_raising_a_mismatch(
     fake: FakeVairo, url: str, journal: Journal
 ) -> None:
     turkish = [Message(to=f"54{i:08d}", text=f"Şifreniz {i}") for i in range(3)]
-    async with client(fake, url, journal) as vairo:
+    async with journaled_client(fake, url, journal) as vairo:
         await vairo.send_bulk([*turkish, *ROWS[:20]], batch_size=10, campaign=CAMPAIGN)
         changed = [*turkish, *ROWS[:15], Message(to="5559999999", text="other"), *ROWS[16:20]]
         outcomes: list[BatchOutcome] = []

@@ -18,7 +18,6 @@ import signal
 import subprocess
 import sys
 import uuid
-from collections.abc import AsyncIterator
 from pathlib import Path
 from typing import Any
 
@@ -37,12 +36,6 @@ KILLS = [
     for point in POINTS
     for n in sorted(random.Random(point).sample(range(1, child.ROWS // child.BATCH_SIZE + 1), 5))
 ]
-
-
-@pytest.fixture
-async def url(fake: FakeVairo) -> AsyncIterator[str]:
-    async with fake.serve() as served:
-        yield served
 
 
 def start(*args: str) -> subprocess.Popen[str]:

@@ -3,14 +3,11 @@
 from __future__ import annotations
 
 import asyncio
-from collections.abc import AsyncIterator, Callable
-from pathlib import Path
 
 import attrs
 import pytest
 
 from vairo_async import (
-    AsyncVairoClient,
     ClaimLostError,
     IdempotencyKeyReusedError,
     InvalidRequestError,
@@ -27,59 +24,15 @@ from vairo_async import (
 from vairo_async._journal import new_owner, send_key
 from vairo_async.testing import FakeVairo, Fault
 
-from ..support import FakeClock, Hooked, open_store
+from ..support import FakeClock, Hooked, held, journaled_client
 
 KEY = "order-1234-shipped"
-
-
-@pytest.fixture
-def clock() -> FakeClock:
-    return FakeClock()
-
-
-@pytest.fixture(params=["memory", "sqlite", "redis"])
-def open_journal(
-    request: pytest.FixtureRequest, tmp_path: Path, clock: FakeClock
-) -> Callable[[], Journal]:
-    return open_store(request.param, request, tmp_path, clock)
-
-
-@pytest.fixture
-async def journal(open_journal: Callable[[], Journal]) -> AsyncIterator[Journal]:
-    async with open_journal() as opened:
-        yield opened
-
-
-@pytest.fixture
-async def url(fake: FakeVairo) -> AsyncIterator[str]:
-    async with fake.serve() as served:
-        yield served
-
-
-def client(
-    fake: FakeVairo,
-    url: str,
-    journal: Journal,
-    *,
-    max_retries: int = 3,
-    journal_lease: float = 120,
-    idempotency_retention: float = 86400,
-) -> AsyncVairoClient:
-    return AsyncVairoClient(
-        fake.api_key,
-        sender="ACME",
-        base_url=url,
-        journal=journal,
-        max_retries=max_retries,
-        journal_lease=journal_lease,
-        idempotency_retention=idempotency_retention,
-    )
 
 
 async def test_a_repeated_send_is_replayed_without_a_request(
     fake: FakeVairo, url: str, journal: Journal
 ) -> None:
-    async with client(fake, url, journal) as vairo:
+    async with journaled_client(fake, url, journal) as vairo:
         first = await vairo.send("Kargonuz yolda", to="0539 999 99 99", idempotency_key=KEY)
         # The same content in another spelling is the same send.
         again = await vairo.send("Kargonuz yolda", to="+90 539 999 9999", idempotency_key=KEY)
@@ -104,7 +57,7 @@ async def test_other_content_under_a_key_is_refused(
     fake: FakeVairo, url: str, journal: Journal, change: str, value: object
 ) -> None:
     base: dict[str, object] = {"text": "Kargonuz yolda", "to": "5399999999"}
-    async with client(fake, url, journal) as vairo:
+    async with journaled_client(fake, url, journal) as vairo:
         await vairo.send(**base, idempotency_key=KEY)  # type: ignore[arg-type]
         with pytest.raises(IdempotencyKeyReusedError) as caught:
             await vairo.send(**{**base, change: value}, idempotency_key=KEY)  # type: ignore[arg-type]
@@ -116,7 +69,7 @@ async def test_other_content_under_a_key_is_refused(
 async def test_a_live_claim_elsewhere_is_in_progress(
     fake: FakeVairo, url: str, journal: Journal
 ) -> None:
-    async with client(fake, url, journal) as vairo:
+    async with journaled_client(fake, url, journal) as vairo:
         # Learn the fingerprint the client records, then hold the key as another sender.
         await vairo.send("x", to="5399999999", idempotency_key="probe")
         probe = await journal.get(send_key("probe"))
@@ -134,7 +87,7 @@ async def test_an_unknown_outcome_is_kept_and_never_resent(
     fake: FakeVairo, url: str, journal: Journal
 ) -> None:
     fake.inject(Fault.drop_after_accept())
-    async with client(fake, url, journal) as vairo:
+    async with journaled_client(fake, url, journal) as vairo:
         with pytest.raises(OutcomeUnknownError):
             await vairo.send("x", to="5399999999", idempotency_key=KEY)
         record = await journal.get(send_key(KEY))
@@ -154,7 +107,7 @@ async def test_an_unknown_outcome_is_kept_and_never_resent(
 async def test_an_expired_claim_reads_unknown(
     fake: FakeVairo, url: str, journal: Journal, clock: FakeClock
 ) -> None:
-    async with client(fake, url, journal, journal_lease=30) as vairo:
+    async with journaled_client(fake, url, journal, journal_lease=30) as vairo:
         await vairo.send("x", to="5399999999", idempotency_key="probe")
         probe = await journal.get(send_key("probe"))
         assert probe is not None
@@ -171,7 +124,7 @@ async def test_a_certain_failure_releases_the_key(
     fake: FakeVairo, url: str, journal: Journal
 ) -> None:
     fake.inject(Fault.server_error(503), times=2)
-    async with client(fake, url, journal, max_retries=1) as vairo:
+    async with journaled_client(fake, url, journal, max_retries=1) as vairo:
         with pytest.raises(ServerError):
             await vairo.send("x", to="5399999999", idempotency_key=KEY)
         assert await journal.get(send_key(KEY)) is None
@@ -183,7 +136,7 @@ async def test_a_certain_failure_releases_the_key(
 async def test_the_key_is_forgotten_after_its_retention(
     fake: FakeVairo, url: str, journal: Journal, clock: FakeClock
 ) -> None:
-    async with client(fake, url, journal, idempotency_retention=3600) as vairo:
+    async with journaled_client(fake, url, journal, idempotency_retention=3600) as vairo:
         first = await vairo.send("x", to="5399999999", idempotency_key=KEY)
         clock.advance(3599)
         assert (await vairo.send("x", to="5399999999", idempotency_key=KEY)).replayed
@@ -197,7 +150,7 @@ async def test_the_key_is_forgotten_after_its_retention(
 async def test_the_store_unreachable_at_claim_sends_nothing(
     fake: FakeVairo, url: str, journal: Journal
 ) -> None:
-    async with client(fake, url, Hooked(journal, fail={"claim"})) as vairo:
+    async with journaled_client(fake, url, Hooked(journal, fail={"claim"})) as vairo:
         with pytest.raises(JournalUnavailableError):
             await vairo.send("x", to="5399999999", idempotency_key=KEY)
     assert fake.request_count() == 0
@@ -206,7 +159,7 @@ async def test_the_store_unreachable_at_claim_sends_nothing(
 async def test_sent_but_not_recorded_raises_with_the_package_id(
     fake: FakeVairo, url: str, journal: Journal, caplog: pytest.LogCaptureFixture
 ) -> None:
-    async with client(fake, url, Hooked(journal, fail={"mark_sent"})) as vairo:
+    async with journaled_client(fake, url, Hooked(journal, fail={"mark_sent"})) as vairo:
         with pytest.raises(SentNotRecordedError) as caught:
             await vairo.send("x", to="5399999999", idempotency_key=KEY)
     (package_id,) = fake.packages
@@ -216,7 +169,7 @@ async def test_sent_but_not_recorded_raises_with_the_package_id(
     logged = [r for r in caplog.records if str(package_id) in r.getMessage()]
     assert [r.levelname for r in logged] == ["ERROR"]
     # The claim stays: the key is never sent again by itself.
-    async with client(fake, url, journal) as vairo:
+    async with journaled_client(fake, url, journal) as vairo:
         with pytest.raises(SendInProgressError):
             await vairo.send("x", to="5399999999", idempotency_key=KEY)
     assert fake.request_count("send") == 1
@@ -232,11 +185,11 @@ async def test_a_stale_owner_cannot_overwrite_the_newer_record(
         if name == "claim" and n == 1:
             clock.advance(31)  # A's lease has passed before its request leaves
             await journal.resolve(send_key(KEY), package_id=None)
-            async with client(fake, url, journal) as b:
+            async with journaled_client(fake, url, journal) as b:
                 newer.append(await b.send("x", to="5399999999", idempotency_key=KEY))
 
     stale = Hooked(journal, after=take_over)
-    async with client(fake, url, stale, journal_lease=30) as a:
+    async with journaled_client(fake, url, stale, journal_lease=30) as a:
         with pytest.raises(SentNotRecordedError) as caught:
             await a.send("x", to="5399999999", idempotency_key=KEY)
     assert isinstance(caught.value.__cause__, ClaimLostError)
@@ -252,7 +205,7 @@ async def test_a_cancelled_send_in_flight_is_unknown(
     claimed = asyncio.Event()
     hooked = Hooked(journal, after=lambda name, n: claimed.set() if name == "claim" else None)
     fake.inject(Fault.latency(3600))
-    async with client(fake, url, hooked) as vairo:
+    async with journaled_client(fake, url, hooked) as vairo:
         task = asyncio.create_task(vairo.send("x", to="5399999999", idempotency_key=KEY))
         await claimed.wait()
         task.cancel()
@@ -266,7 +219,7 @@ async def test_a_cancelled_send_in_flight_is_unknown(
 async def test_bad_keys_are_named_and_nothing_is_sent(
     fake: FakeVairo, url: str, journal: Journal
 ) -> None:
-    async with client(fake, url, journal) as vairo:
+    async with journaled_client(fake, url, journal) as vairo:
         for bad in ("", "k" * 256, 12):
             with pytest.raises(InvalidRequestError, match="idempotency_key"):
                 await vairo.send("x", to="5399999999", idempotency_key=bad)  # type: ignore[arg-type]
@@ -278,11 +231,13 @@ async def test_a_journal_that_cannot_release_keeps_the_key_claimed(
     fake: FakeVairo, url: str, journal: Journal, caplog: pytest.LogCaptureFixture
 ) -> None:
     fake.inject(Fault.server_error(503), times=2)
-    async with client(fake, url, Hooked(journal, fail={"release"}), max_retries=1) as vairo:
+    async with journaled_client(
+        fake, url, Hooked(journal, fail={"release"}), max_retries=1
+    ) as vairo:
         with pytest.raises(ServerError):
             await vairo.send("x", to="5399999999", idempotency_key=KEY)
     assert "could not release" in caplog.text
-    async with client(fake, url, journal) as vairo:
+    async with journaled_client(fake, url, journal) as vairo:
         with pytest.raises(SendInProgressError):
             await vairo.send("x", to="5399999999", idempotency_key=KEY)
     assert fake.messages == ()
@@ -291,15 +246,8 @@ async def test_a_journal_that_cannot_release_keeps_the_key_claimed(
 async def test_a_send_cancelled_while_sent_is_written_still_records_it(
     fake: FakeVairo, url: str, journal: Journal
 ) -> None:
-    writing = asyncio.Event()
-    gate = asyncio.Event()
-
-    async def hold(name: str, n: int) -> None:
-        if name == "mark_sent":
-            writing.set()
-            await gate.wait()
-
-    async with client(fake, url, Hooked(journal, before=hold)) as vairo:
+    hooked, writing, gate = held(journal, "mark_sent")
+    async with journaled_client(fake, url, hooked) as vairo:
         task = asyncio.create_task(vairo.send("x", to="5399999999", idempotency_key=KEY))
         await writing.wait()
         task.cancel()  # the caller gives up; the SENT write goes on to its end

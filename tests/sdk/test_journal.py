@@ -3,8 +3,7 @@
 from __future__ import annotations
 
 import asyncio
-import uuid
-from collections.abc import AsyncIterator, Callable
+from collections.abc import Callable
 from pathlib import Path
 
 import pytest
@@ -19,65 +18,22 @@ from vairo_async import (
     JournalUnavailableError,
     MemoryJournal,
     RecordState,
-    RedisJournal,
     SendInProgressError,
     SqliteJournal,
 )
 from vairo_async._journal import batch_key, fingerprint, new_owner, send_key
 
+from ..support import FakeClock, open_store
+
 LEASE = 30.0
 FP = fingerprint("ACME", False, ["5399999999"], ["Merhaba"])
-
-
-class FakeClock:
-    """A clock the test moves by hand."""
-
-    def __init__(self) -> None:
-        self.now = 1_800_000_000.0
-
-    def __call__(self) -> float:
-        return self.now
-
-    def advance(self, seconds: float) -> None:
-        self.now += seconds
-
-
 Opener = Callable[[], Journal]
-
-
-@pytest.fixture
-def clock() -> FakeClock:
-    return FakeClock()
-
-
-def _opener(store: str, request: pytest.FixtureRequest, tmp_path: Path, clock: FakeClock) -> Opener:
-    if store == "memory":
-        memory = MemoryJournal(clock=clock)
-        return lambda: memory
-    if store == "sqlite":
-        path = tmp_path / "journal.db"
-        return lambda: SqliteJournal(path, clock=clock)
-    url = request.getfixturevalue("redis_url")
-    prefix = f"test-{uuid.uuid4().hex}:"
-    return lambda: RedisJournal(url, prefix=prefix, clock=clock)
-
-
-@pytest.fixture(params=["memory", "sqlite", "redis"])
-def open_journal(request: pytest.FixtureRequest, tmp_path: Path, clock: FakeClock) -> Opener:
-    """Opens journals on one store: each call a new handle (the memory store has one)."""
-    return _opener(request.param, request, tmp_path, clock)
 
 
 @pytest.fixture(params=["sqlite", "redis"])
 def open_durable(request: pytest.FixtureRequest, tmp_path: Path, clock: FakeClock) -> Opener:
     """Opens journals on one store that outlives its handles."""
-    return _opener(request.param, request, tmp_path, clock)
-
-
-@pytest.fixture
-async def journal(open_journal: Opener) -> AsyncIterator[Journal]:
-    async with open_journal() as opened:
-        yield opened
+    return open_store(request.param, request, tmp_path, clock)
 
 
 async def claim(journal: Journal, key: str, owner: str, **kwargs: object) -> Claim:
@@ -367,6 +323,22 @@ async def test_resolving_an_expired_claim_as_not_sent_deletes_it(
     assert await journal.unresolved() == []
     with pytest.raises(JournalError, match="nothing to resolve"):
         await journal.resolve(key, package_id=None)
+
+
+@pytest.mark.parametrize("bad", ["77", True, 7.0])
+async def test_resolving_with_a_package_id_not_an_integer_is_refused(
+    journal: Journal, clock: FakeClock, bad: object
+) -> None:
+    key = send_key("k")
+    await claim(journal, key, "w1")
+    clock.advance(LEASE)
+
+    with pytest.raises(JournalError, match=f"package id {bad!r} for 'send:k'"):
+        await journal.resolve(key, package_id=bad)  # type: ignore[arg-type]
+
+    record = await journal.get(key)
+    assert record is not None
+    assert record.effective_state(clock()) is RecordState.UNKNOWN
 
 
 # --- listings -----------------------------------------------------------------------------

@@ -4,8 +4,10 @@ from __future__ import annotations
 
 import asyncio
 import itertools
+import sys
 import time
 import uuid
+from collections.abc import Callable
 
 import pytest
 import redis.asyncio
@@ -16,6 +18,7 @@ from vairo_async import (
     InvalidRequestError,
     Message,
     RateLimiter,
+    RedisJournal,
     RedisRateLimiter,
     VairoError,
 )
@@ -126,6 +129,24 @@ def test_bad_limiter_arguments_are_named() -> None:
     assert "burst 0" in message
     with pytest.raises(ConfigurationError, match="not a Redis URL"):
         RedisRateLimiter("http://user:s3cret@example.com", "k", 1)
+
+
+@pytest.mark.parametrize(
+    ("make", "name"),
+    [
+        (lambda: RedisRateLimiter("redis://127.0.0.1:1", "k", 1), "RedisRateLimiter"),
+        (lambda: RedisJournal("redis://127.0.0.1:1"), "RedisJournal"),
+    ],
+)
+def test_without_the_redis_package_each_redis_class_names_itself(
+    make: Callable[[], object], name: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setitem(sys.modules, "redis.asyncio", None)
+    with pytest.raises(ConfigurationError) as caught:
+        make()
+    assert str(caught.value) == (
+        f"{name} needs the redis package: pip install 'vairo-async[redis]'"
+    )
 
 
 async def test_an_unreachable_redis_is_a_vairo_error_without_the_password() -> None:

@@ -31,47 +31,16 @@ from vairo_async.testing import (
 )
 from vairo_async.testing._codec import Records, decode
 
-from ..support import ROOT
+from ..support import ROOT, emulator
 
 KEY = "remote-key"
 PHONE = "5399999999"
 
 
-@contextlib.contextmanager
-def emulator(*options: str) -> Iterator[tuple[subprocess.Popen[str], str]]:
-    """The emulator command on a free loopback port: its process and its base URL."""
-    env = {**os.environ, "PYTHONPATH": str(ROOT)}
-    command = [
-        sys.executable,
-        "-W",
-        "error",
-        "-m",
-        "vairo_async.testing",
-        "--port",
-        "0",
-        "--api-key",
-        KEY,
-        *options,
-    ]
-    with subprocess.Popen(
-        command, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=env
-    ) as process:
-        try:
-            assert process.stdout is not None
-            url_line = process.stdout.readline().strip()
-            assert url_line.startswith("VAIRO_BASE_URL=http://127.0.0.1:"), url_line
-            assert process.stdout.readline().strip() == f"VAIRO_API_KEY={KEY}"
-            yield process, url_line.partition("=")[2]
-        finally:
-            if process.poll() is None:
-                process.send_signal(signal.SIGINT)
-            process.communicate(timeout=30)
-
-
 @pytest.fixture(scope="module")
 def served() -> Iterator[str]:
     """One emulator process for the module; each test starts from `reset()`."""
-    with emulator() as (_, url):
+    with emulator(api_key=KEY) as (_, url):
         yield url
 
 
@@ -261,7 +230,7 @@ async def test_dump_on_exit_writes_the_records(
     tmp_path: Path, sig: signal.Signals, returncode: int
 ) -> None:
     dump = tmp_path / "records.json"
-    with emulator("--dump-on-exit", str(dump)) as (process, url):
+    with emulator("--dump-on-exit", str(dump), api_key=KEY) as (process, url):
         async with (
             AsyncVairoClient(api_key=KEY, sender="ACME", base_url=url) as vairo,
             RemoteFakeVairo(url, api_key=KEY) as remote,
@@ -399,7 +368,7 @@ async def test_in_process_and_remote_answer_alike(scenario: Scenario) -> None:
     fake = FakeVairo(api_key=KEY)
     async with fake.serve() as url:
         in_process = await run(scenario, InProcess(fake), url)
-    with emulator() as (_, url):
+    with emulator(api_key=KEY) as (_, url):
         async with RemoteFakeVairo(url, api_key=KEY) as remote:
             remote_answers = await run(scenario, remote, url)
 

@@ -2,12 +2,9 @@
 
 from __future__ import annotations
 
-import os
 import signal
 import socket
-import subprocess
 import sys
-from pathlib import Path
 
 import httpx
 import pytest
@@ -16,7 +13,7 @@ from vairo_async.testing import FakeVairo
 from vairo_async.testing._cli import fault_rates, main
 from vairo_async.testing._server import bind
 
-ROOT = Path(__file__).resolve().parents[2]
+from ..support import emulator
 
 
 async def test_serve_yields_a_loopback_base_url_and_stops() -> None:
@@ -113,40 +110,14 @@ def test_fault_specs_are_parsed() -> None:
 
 
 def test_command_serves_until_interrupted() -> None:
-    env = {**os.environ, "PYTHONPATH": str(ROOT)}
-    command = [
-        sys.executable,
-        "-W",
-        "error",
-        "-m",
-        "vairo_async.testing",
-        "--port",
-        "0",
-        "--api-key",
-        "cli-key",
-        "--complete-after-polls",
-        "0",
-        "--fail-sender",
-        "BAD",
-    ]
-    with subprocess.Popen(
-        command, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=env
-    ) as process:
-        try:
-            assert process.stdout is not None
-            url_line = process.stdout.readline().strip()
-            key_line = process.stdout.readline().strip()
-            assert url_line.startswith("VAIRO_BASE_URL=http://127.0.0.1:")
-            assert key_line == "VAIRO_API_KEY=cli-key"
-            base_url = url_line.partition("=")[2]
-
-            with httpx.Client(base_url=base_url) as http:
-                body = {"baslik": "BAD", "mesajlar": [{"msg": "a", "dest": "5399999999"}]}
-                sent = http.post("SmsGonder", params={"api_key": "cli-key"}, json=body)
-                polled = http.get("GonderimBilgisi/1", params={"api_key": "cli-key"})
-        finally:
-            process.send_signal(signal.SIGINT)
-            _, errors = process.communicate(timeout=30)
+    options = ("--complete-after-polls", "0", "--fail-sender", "BAD")
+    with emulator(*options, api_key="cli-key") as (process, base_url):
+        with httpx.Client(base_url=base_url) as http:
+            body = {"baslik": "BAD", "mesajlar": [{"msg": "a", "dest": "5399999999"}]}
+            sent = http.post("SmsGonder", params={"api_key": "cli-key"}, json=body)
+            polled = http.get("GonderimBilgisi/1", params={"api_key": "cli-key"})
+        process.send_signal(signal.SIGINT)
+        _, errors = process.communicate(timeout=30)
 
     assert sent.json() == {"durum": True, "aciklama": 1}
     assert polled.json()["aciklama"]["paket_durum"] == -1

@@ -21,7 +21,6 @@ from rich.table import Table
 
 from .._client import AsyncVairoClient
 from .._config import BulkSettings
-from .._constants import DEFAULT_BATCH_SIZE, DEFAULT_CONCURRENCY, DEFAULT_MAX_CONNECTIONS
 from .._errors import CampaignMismatchError
 from .._journal import Journal, fingerprint
 from .._models import BatchOutcome, Message
@@ -36,9 +35,11 @@ from .common import (
     JournalTarget,
     api_options,
     figures,
+    file_options,
     journal_target,
     require_sender,
     run_async,
+    send_options,
     sender_option,
     session,
 )
@@ -53,7 +54,7 @@ from .rows import (
     iter_rows,
     open_source,
     read_exclusions,
-    read_template_file,
+    resolve_text,
 )
 from .sending import Tally, run_campaign
 
@@ -240,48 +241,16 @@ def check_tables(source: CsvSource, check: FileCheck) -> list[Table]:
     help="The JSON Lines report of every batch: a new file, or the report of the campaign "
     "being resumed (required unless --dry-run).",
 )
-@click.option(
-    "--encoding",
-    metavar="NAME",
-    help="The file's encoding, e.g. cp1254 (Excel's CSV in Turkey); default UTF-8.",
-)
-@click.option("--to-column", metavar="NAME", help="The number column (default 'to').")
-@click.option("--text-column", metavar="NAME", help="The text column (default 'text').")
-@click.option("--id-column", metavar="NAME", help="A column whose value goes in every report row.")
-@click.option("--text", help="The text for every row, for a file with a 'to' column only.")
-@click.option("--template", metavar="TEXT", help="The text, with {Column Name} placeholders.")
-@click.option(
-    "--template-file",
-    metavar="PATH",
-    type=click.Path(dir_okay=False, path_type=Path),
-    help="Read --template from a UTF-8 file.",
-)
-@click.option(
-    "--dedupe", is_flag=True, help="Reject rows repeating an earlier row's number and text."
-)
-@click.option(
-    "--exclude",
-    "exclude_path",
-    metavar="FILE",
-    type=click.Path(dir_okay=False, path_type=Path),
-    help="Numbers not to send to, one a line, any spelling ('#' comments).",
+@file_options(
+    id_help="A column whose value goes in every report row.",
+    exclude_help="Numbers not to send to, one a line, any spelling ('#' comments).",
 )
 @click.option(
     "--dry-run",
     is_flag=True,
     help="Check the file and print what would be sent and cost; send nothing, need no key.",
 )
-@click.option(
-    "--batch-size", type=click.IntRange(min=1), default=DEFAULT_BATCH_SIZE, show_default=True
-)
-@click.option(
-    "--concurrency",
-    type=click.IntRange(1, DEFAULT_MAX_CONNECTIONS),
-    default=DEFAULT_CONCURRENCY,
-    show_default=True,
-    help="Batches in flight at most.",
-)
-@click.option("--rate", type=click.FloatRange(min=0, min_open=True), help="Sends per second.")
+@send_options(concurrency_help="Batches in flight at most.", rate_help="Sends per second.")
 @click.option(
     "--journal",
     "journal_value",
@@ -330,14 +299,7 @@ def bulk(
     """
     if journal_value is not None and no_journal:
         raise CliError("--journal and --no-journal exclude each other: give one")
-    if text is not None and not text.strip():
-        raise CliError("--text is empty")
-    if template is not None and template_file is not None:
-        raise CliError("--template and --template-file exclude each other: give one")
-    if template_file is not None:
-        template = read_template_file(template_file)
-    if template is not None and not template.strip():
-        raise CliError("--template is empty")
+    template = resolve_text(text, template, template_file)
     parsed = None if template is None else Template.parse(template)
     if not dry_run and report_path is None:
         raise click.UsageError("Missing option '--report' (needed unless --dry-run).")

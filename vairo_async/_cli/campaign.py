@@ -16,7 +16,6 @@ from typing import TYPE_CHECKING, Any
 import click
 from rich.table import Table
 
-from .._constants import DEFAULT_BATCH_SIZE, DEFAULT_CONCURRENCY, DEFAULT_MAX_CONNECTIONS
 from .._errors import WaitAllError
 from .._journal import RedisJournal
 from .common import (
@@ -27,13 +26,15 @@ from .common import (
     api_options,
     describe_report,
     figures,
+    file_options,
     one_line,
     require_sender,
     run_async,
+    send_options,
     sender_option,
     session,
 )
-from .rows import read_template_file
+from .rows import resolve_text
 
 if TYPE_CHECKING:
     from .._campaigns import FileOptions
@@ -94,42 +95,13 @@ def campaign() -> None:
     show_default=True,
     help="Rows per shard (one task each).",
 )
-@click.option("--encoding", metavar="NAME", help="The file's encoding; default UTF-8.")
-@click.option("--to-column", metavar="NAME", help="The number column (default 'to').")
-@click.option("--text-column", metavar="NAME", help="The text column (default 'text').")
-@click.option("--id-column", metavar="NAME", help="A column kept with each row.")
-@click.option("--text", help="The text for every row, for a file with a 'to' column only.")
-@click.option("--template", metavar="TEXT", help="The text, with {Column Name} placeholders.")
-@click.option(
-    "--template-file",
-    metavar="PATH",
-    type=click.Path(dir_okay=False, path_type=Path),
-    help="Read --template from a UTF-8 file.",
+@file_options(
+    id_help="A column kept with each row.",
+    exclude_help="Numbers not to send to (read by every worker, at the same path).",
 )
-@click.option(
-    "--dedupe", is_flag=True, help="Reject rows repeating an earlier row's number and text."
-)
-@click.option(
-    "--exclude",
-    "exclude_path",
-    metavar="FILE",
-    type=click.Path(dir_okay=False, path_type=Path),
-    help="Numbers not to send to (read by every worker, at the same path).",
-)
-@click.option(
-    "--batch-size", type=click.IntRange(min=1), default=DEFAULT_BATCH_SIZE, show_default=True
-)
-@click.option(
-    "--concurrency",
-    type=click.IntRange(1, DEFAULT_MAX_CONNECTIONS),
-    default=DEFAULT_CONCURRENCY,
-    show_default=True,
-    help="Batches in flight per worker at most.",
-)
-@click.option(
-    "--rate",
-    type=click.FloatRange(min=0, min_open=True),
-    help="Sends per second for the whole account, shared by every worker.",
+@send_options(
+    concurrency_help="Batches in flight per worker at most.",
+    rate_help="Sends per second for the whole account, shared by every worker.",
 )
 @sender_option
 def start(
@@ -161,14 +133,7 @@ def start(
     from .._campaigns import FileOptions, file_sha256
 
     sender = require_sender(sender)
-    if text is not None and not text.strip():
-        raise CliError("--text is empty")
-    if template is not None and template_file is not None:
-        raise CliError("--template and --template-file exclude each other: give one")
-    if template_file is not None:
-        template = read_template_file(template_file)
-    if template is not None and not template.strip():
-        raise CliError("--template is empty")
+    template = resolve_text(text, template, template_file)
     exclude = None if exclude_path is None else exclude_path.absolute()
     options = FileOptions(
         encoding=encoding,

@@ -12,7 +12,7 @@ import signal
 from collections.abc import Callable, Coroutine, Iterable
 from pathlib import Path
 from typing import Any, TypeVar
-from urllib.parse import unquote, urlsplit, urlunsplit
+from urllib.parse import unquote
 
 import attrs
 import click
@@ -21,11 +21,19 @@ from rich.logging import RichHandler
 from rich.table import Table
 
 from .._client import AsyncVairoClient
-from .._constants import ENV_API_KEY, ENV_BASE_URL, ENV_SENDER
+from .._constants import (
+    DEFAULT_BATCH_SIZE,
+    DEFAULT_CONCURRENCY,
+    DEFAULT_MAX_CONNECTIONS,
+    ENV_API_KEY,
+    ENV_BASE_URL,
+    ENV_SENDER,
+)
 from .._errors import ConfigurationError
 from .._journal import Journal, RedisJournal, SqliteJournal
 from .._models import PackageReport
-from .._redact import REDACTED, redact
+from .._redact import redact
+from .._redis_client import redacted_url
 from .._validate import check_sender
 
 __all__ = [
@@ -45,10 +53,12 @@ __all__ = [
     "api_options",
     "describe_report",
     "figures",
+    "file_options",
     "journal_target",
     "one_line",
     "require_sender",
     "run_async",
+    "send_options",
     "sender_option",
     "session",
 ]
@@ -264,6 +274,86 @@ sender_option = click.option(
 )
 
 
+def _options(
+    command: Callable[..., int], options: Iterable[Callable[[Callable[..., int]], Any]]
+) -> Callable[..., int]:
+    for option in reversed(list(options)):
+        command = option(command)
+    return command
+
+
+def file_options(
+    *, id_help: str, exclude_help: str
+) -> Callable[[Callable[..., int]], Callable[..., int]]:
+    """Add how a campaign file is read (`bulk` and `campaign start` read files alike).
+
+    The command receives `encoding`, `to_column`, `text_column`, `id_column`, `text`,
+    `template`, `template_file`, `dedupe` and `exclude_path`.
+    """
+    return functools.partial(
+        _options,
+        options=[
+            click.option(
+                "--encoding",
+                metavar="NAME",
+                help="The file's encoding, e.g. cp1254 (Excel's CSV in Turkey); default UTF-8.",
+            ),
+            click.option("--to-column", metavar="NAME", help="The number column (default 'to')."),
+            click.option("--text-column", metavar="NAME", help="The text column (default 'text')."),
+            click.option("--id-column", metavar="NAME", help=id_help),
+            click.option(
+                "--text", help="The text for every row, for a file with a 'to' column only."
+            ),
+            click.option(
+                "--template", metavar="TEXT", help="The text, with {Column Name} placeholders."
+            ),
+            click.option(
+                "--template-file",
+                metavar="PATH",
+                type=click.Path(dir_okay=False, path_type=Path),
+                help="Read --template from a UTF-8 file.",
+            ),
+            click.option(
+                "--dedupe",
+                is_flag=True,
+                help="Reject rows repeating an earlier row's number and text.",
+            ),
+            click.option(
+                "--exclude",
+                "exclude_path",
+                metavar="FILE",
+                type=click.Path(dir_okay=False, path_type=Path),
+                help=exclude_help,
+            ),
+        ],
+    )
+
+
+def send_options(
+    *, concurrency_help: str, rate_help: str
+) -> Callable[[Callable[..., int]], Callable[..., int]]:
+    """Add `--batch-size`, `--concurrency` and `--rate`, the pace of a campaign."""
+    return functools.partial(
+        _options,
+        options=[
+            click.option(
+                "--batch-size",
+                type=click.IntRange(min=1),
+                default=DEFAULT_BATCH_SIZE,
+                show_default=True,
+            ),
+            click.option(
+                "--concurrency",
+                type=click.IntRange(1, DEFAULT_MAX_CONNECTIONS),
+                default=DEFAULT_CONCURRENCY,
+                show_default=True,
+                help=concurrency_help,
+            ),
+            click.option("--rate", type=click.FloatRange(min=0, min_open=True), help=rate_help),
+        ],
+    )
+
+
 def require_sender(sender: str | None) -> str:
     """The sender, checked as the SDK checks it, before anything is read or sent."""
     if sender is None:
@@ -352,11 +442,7 @@ def journal_target(value: str) -> JournalTarget:
         raise CliError("--journal is empty: give a file path or a redis:// URL")
     if not value.startswith(REDIS_SCHEMES):
         return JournalTarget(value, str(Path(value).absolute()))
-    parts = urlsplit(value)
-    shown = value
-    if parts.password:
-        session().secrets.extend({parts.password, unquote(parts.password)})
-        userinfo, _, hostinfo = parts.netloc.rpartition("@")
-        user = userinfo.partition(":")[0]
-        shown = urlunsplit(parts._replace(netloc=f"{user}:{REDACTED}@{hostinfo}"))
+    shown, password = redacted_url(value)
+    if password:
+        session().secrets.extend({password, unquote(password)})
     return JournalTarget(value, shown)

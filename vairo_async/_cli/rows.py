@@ -44,6 +44,7 @@ __all__ = [
     "open_source",
     "read_exclusions",
     "read_template_file",
+    "resolve_text",
 ]
 
 _DELIMITERS = ",;\t"
@@ -242,6 +243,24 @@ def read_template_file(path: Path) -> str:
     except OSError as exc:
         raise CliError(f"cannot read {path}: {exc.strerror or exc}") from None
     return text.removesuffix("\n").removesuffix("\r")
+
+
+def resolve_text(text: str | None, template: str | None, template_file: Path | None) -> str | None:
+    """Check `--text`, `--template` and `--template-file`; the template's source, if any.
+
+    Raises:
+        CliError: A text or template is empty, both template options are given, or the
+            template file cannot be read; exit status 2.
+    """
+    if text is not None and not text.strip():
+        raise CliError("--text is empty")
+    if template is not None and template_file is not None:
+        raise CliError("--template and --template-file exclude each other: give one")
+    if template_file is not None:
+        template = read_template_file(template_file)
+    if template is not None and not template.strip():
+        raise CliError("--template is empty")
+    return template
 
 
 # --- the exclusion list ---------------------------------------------------------------------

@@ -31,6 +31,7 @@ __all__ = [
     "RecordState",
     "batch_key",
     "check_claim_args",
+    "check_package_id",
     "check_resolvable",
     "dump_json",
     "fingerprint",
@@ -443,12 +444,17 @@ def sort_key(record: JournalRecord) -> tuple[str, int, str]:
     return (record.campaign or "", -1 if record.batch is None else record.batch, record.key)
 
 
+def check_package_id(key: str, package_id: int | None) -> None:
+    """Raise unless `package_id` may resolve `key`: an integer, or None for "not sent"."""
+    if package_id is not None and (isinstance(package_id, bool) or not isinstance(package_id, int)):
+        raise JournalError(f"package id {package_id!r} for {key!r}: must be an integer")
+
+
 def check_resolvable(
     key: str, record: JournalRecord | None, package_id: int | None, now: float
 ) -> None:
     """Raise unless `record` may be resolved with `package_id` (see `Journal.resolve`)."""
-    if package_id is not None and (isinstance(package_id, bool) or not isinstance(package_id, int)):
-        raise JournalError(f"package id {package_id!r} for {key!r}: must be an integer")
+    check_package_id(key, package_id)
     if record is None:
         raise JournalError(f"no record for {key!r}: nothing to resolve")
     state = record.effective_state(now)

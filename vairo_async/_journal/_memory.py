@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import time
-from collections.abc import Collection, Mapping
+from collections.abc import Callable, Collection, Mapping
 from types import TracebackType
 from typing import Any, Self
 
@@ -60,6 +60,21 @@ class MemoryJournal:
             raise ClaimLostError(key, record)
         return record
 
+    def _settle(
+        self, key: str, owner: str, done: Callable[[JournalRecord], bool], **changes: Any
+    ) -> JournalRecord:
+        """Compare-and-set on `owner`'s claim; a record `done` already accepts is returned."""
+        self._check_open()
+        now = self._clock()
+        current = self._live(key, now)
+        if current is not None and current.owner == owner and done(current):
+            return current
+        record = attrs.evolve(
+            self._owned(key, owner, now), lease_expires=None, updated_at=now, **changes
+        )
+        self._records[key] = record
+        return record
+
     async def claim(
         self,
         key: str,
@@ -114,44 +129,25 @@ class MemoryJournal:
         estimated_credits: int | None,
     ) -> JournalRecord:
         """See `Journal.mark_sent`."""
-        self._check_open()
-        now = self._clock()
-        current = self._live(key, now)
-        if (
-            current is not None
-            and current.state is RecordState.SENT
-            and current.owner == owner
-            and current.package_id == package_id
-        ):
-            return current
-        record = attrs.evolve(
-            self._owned(key, owner, now),
+        return self._settle(
+            key,
+            owner,
+            lambda r: r.state is RecordState.SENT and r.package_id == package_id,
             state=RecordState.SENT,
-            lease_expires=None,
             package_id=package_id,
             recipient_count=recipient_count,
             estimated_credits=estimated_credits,
-            updated_at=now,
         )
-        self._records[key] = record
-        return record
 
     async def mark_unknown(self, key: str, *, owner: str, detail: str) -> JournalRecord:
         """See `Journal.mark_unknown`."""
-        self._check_open()
-        now = self._clock()
-        current = self._live(key, now)
-        if current is not None and current.state is RecordState.UNKNOWN and current.owner == owner:
-            return current
-        record = attrs.evolve(
-            self._owned(key, owner, now),
+        return self._settle(
+            key,
+            owner,
+            lambda r: r.state is RecordState.UNKNOWN,
             state=RecordState.UNKNOWN,
-            lease_expires=None,
             detail=detail,
-            updated_at=now,
         )
-        self._records[key] = record
-        return record
 
     async def release(self, key: str, *, owner: str) -> None:
         """See `Journal.release`."""

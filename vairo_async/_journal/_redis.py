@@ -11,22 +11,17 @@ import time
 from collections.abc import Awaitable, Callable, Collection, Mapping
 from types import TracebackType
 from typing import TYPE_CHECKING, Any, Self, TypeVar
-from urllib.parse import urlsplit, urlunsplit
 
-from .._errors import (
-    ClaimLostError,
-    ConfigurationError,
-    JournalError,
-    JournalUnavailableError,
-    SendInProgressError,
-)
-from .._redact import REDACTED, scrub_exception
+from .._errors import ClaimLostError, JournalUnavailableError
+from .._redis_client import open_redis
 from ._base import (
     Claim,
     Clock,
     JournalRecord,
     RecordState,
     check_claim_args,
+    check_package_id,
+    check_resolvable,
     dump_json,
     load_json,
     sort_key,
@@ -222,18 +217,6 @@ def _record(flat: list[Any] | Mapping[Any, Any]) -> JournalRecord | None:
     )
 
 
-def _redacted_url(url: str) -> tuple[str, str]:
-    """The URL with its password replaced, and the password ("" if none)."""
-    parts = urlsplit(url)
-    password = parts.password or ""
-    if not password:
-        return url, ""
-    userinfo, _, hostinfo = parts.netloc.rpartition("@")
-    user = userinfo.partition(":")[0]
-    netloc = f"{user}:{REDACTED}@{hostinfo}"
-    return urlunsplit(parts._replace(netloc=netloc)), password
-
-
 class RedisJournal:
     """A `Journal` in Redis (or Valkey): one store for workers on many machines.
 
@@ -275,33 +258,8 @@ class RedisJournal:
         timeout: float = 10.0,
         clock: Clock = time.time,
     ) -> None:
-        try:
-            import redis.asyncio as aioredis
-        except ImportError:
-            raise ConfigurationError(
-                "RedisJournal needs the redis package: pip install 'vairo-async[redis]'"
-            ) from None
-        self._errors: tuple[type[BaseException], ...] = (aioredis.RedisError, OSError)
-        if isinstance(url_or_client, str):
-            self._where, self._password = _redacted_url(url_or_client)
-            try:
-                self._client = aioredis.Redis.from_url(
-                    url_or_client, socket_timeout=timeout, socket_connect_timeout=timeout
-                )
-            except ValueError as exc:
-                raise ConfigurationError(
-                    f"not a Redis URL: {self._where!r} ({exc})".replace(
-                        self._password or "\0", REDACTED
-                    )
-                ) from None
-            self._owns_client = True
-        else:
-            kwargs = url_or_client.connection_pool.connection_kwargs
-            where = kwargs.get("path") or f"{kwargs.get('host')}:{kwargs.get('port')}"
-            self._where = f"{where} (db {kwargs.get('db', 0)})"
-            self._password = str(kwargs.get("password") or "")
-            self._client = url_or_client
-            self._owns_client = False
+        self._redis = open_redis(url_or_client, timeout=timeout, needed_by="RedisJournal")
+        self._client = self._redis.client
         self._prefix = prefix
         self._unresolved_key = f"{prefix}unresolved"
         self._campaigns_key = f"{prefix}campaigns"
@@ -313,7 +271,7 @@ class RedisJournal:
         self._resolve = self._client.register_script(_RESOLVE)
 
     def __repr__(self) -> str:
-        return f"RedisJournal({self._where!r}, prefix={self._prefix!r})"
+        return f"RedisJournal({self._redis.where!r}, prefix={self._prefix!r})"
 
     def _rec(self, key: str) -> str:
         return f"{self._prefix}r:{key}"
@@ -323,13 +281,8 @@ class RedisJournal:
             raise JournalUnavailableError(f"{self!r} is closed")
         try:
             return await fn()
-        except self._errors as exc:
-            if self._password:
-                scrub_exception(exc, self._password)
-            message = f"the Redis journal at {self._where} could not be used: {exc}"
-            if self._password:
-                message = message.replace(self._password, REDACTED)
-            raise JournalUnavailableError(message) from exc
+        except self._redis.errors as exc:
+            raise JournalUnavailableError(self._redis.failure("the Redis journal", exc)) from exc
 
     async def _script(self, script: Any, key: str, *args: Any) -> list[Any]:
         result = await self._call(
@@ -480,31 +433,22 @@ class RedisJournal:
         self, key: str, *, package_id: int | None, recipient_count: int | None = None
     ) -> JournalRecord | None:
         """See `Journal.resolve`."""
-        if package_id is not None and (
-            isinstance(package_id, bool) or not isinstance(package_id, int)
-        ):
-            raise JournalError(f"package id {package_id!r} for {key!r}: must be an integer")
+        check_package_id(key, package_id)
+        now = self._clock()
         code, flat = await self._script(
             self._resolve,
             key,
-            _num(self._clock()),
+            _num(now),
             "" if package_id is None else str(package_id),
             "" if recipient_count is None else str(int(recipient_count)),
             key,
             f"{self._prefix}c:",
         )
-        code = _text(code)
         record = _record(flat)
-        if code == "missing":
-            raise JournalError(f"no record for {key!r}: nothing to resolve")
-        if code == "live":
-            assert record is not None
-            raise SendInProgressError(key, record)
-        if code == "sent":
-            assert record is not None
-            raise JournalError(
-                f"{key!r} is SENT as package {record.package_id}: it cannot be resolved again"
-            )
+        if _text(code) in ("missing", "live", "sent"):
+            # The script refused on the record it returns, at `now`: the check says why.
+            check_resolvable(key, record, package_id, now)
+            raise AssertionError(f"resolve {key!r}: {_text(code)}")  # pragma: no cover
         return record
 
     async def put_campaign(self, campaign: str, header: Mapping[str, Any]) -> Mapping[str, Any]:
@@ -535,8 +479,7 @@ class RedisJournal:
         if self._closed:
             return
         self._closed = True
-        if self._owns_client:
-            await self._client.aclose()
+        await self._redis.aclose()
 
     async def __aenter__(self) -> Self:
         try:
