@@ -211,3 +211,42 @@ async def test_writes_waiting_together_commit_together_each_with_its_own_answer(
         finally:
             other.close()
     assert rows == {k: ("claimed" if i == 7 else "sent") for i, k in enumerate(keys)}
+
+
+_OPENER = textwrap.dedent(
+    """
+    import asyncio, sys
+    from vairo_async import SqliteJournal
+
+    async def main(path, key):
+        print("ready", flush=True)
+        sys.stdin.readline()  # the parent starts every opener at once, on a new file
+        async with SqliteJournal(path) as journal:
+            claim = await journal.claim(key, fingerprint="f", owner=key, lease=60)
+        print("claimed" if claim.claimed else "refused", flush=True)
+
+    asyncio.run(main(sys.argv[1], sys.argv[2]))
+    """
+)
+
+
+def test_processes_opening_one_new_file_at_once_all_get_in(tmp_path: Path) -> None:
+    # Switching a new file to WAL needs it alone; SQLite answers "locked" at once to the
+    # others, which must wait their turn instead of failing.
+    path = str(tmp_path / "new.db")
+    procs = [
+        _python(
+            "-c", _OPENER, path, send_key(f"k{i}"), stdin=subprocess.PIPE, stdout=subprocess.PIPE
+        )
+        for i in range(12)
+    ]
+    for proc in procs:
+        assert proc.stdout is not None
+        assert proc.stdout.readline() == "ready\n"
+    for proc in procs:
+        assert proc.stdin is not None
+        proc.stdin.write("go\n")
+        proc.stdin.flush()
+    answers = [proc.communicate(timeout=60)[0] for proc in procs]
+    assert answers == ["claimed\n"] * 12
+    assert [proc.returncode for proc in procs] == [0] * 12

@@ -257,6 +257,26 @@ class SqliteJournal:
     def _connect(self) -> sqlite3.Connection:
         if self._conn is not None:
             return self._conn
+        # Switching a new file to WAL needs it to itself, and SQLite answers "locked" at once
+        # rather than waiting: processes opening one new file together try again, within the
+        # busy timeout (this runs on the journal's own thread, never on the event loop).
+        deadline = time.monotonic() + self._busy_timeout
+        pause = 0.005
+        while True:
+            try:
+                conn = self._open()
+            except sqlite3.OperationalError as exc:
+                if "locked" not in str(exc) or time.monotonic() + pause > deadline:
+                    raise
+                time.sleep(pause)
+                pause = min(pause * 2, 0.2)
+            else:
+                break
+        self._conn = conn
+        self._next_purge = self._clock() + _PURGE_EVERY
+        return conn
+
+    def _open(self) -> sqlite3.Connection:
         conn = sqlite3.connect(
             self._path, timeout=self._busy_timeout, isolation_level=None, check_same_thread=False
         )
@@ -273,8 +293,6 @@ class SqliteJournal:
         except BaseException:
             conn.close()
             raise
-        self._conn = conn
-        self._next_purge = self._clock() + _PURGE_EVERY
         return conn
 
     async def _run(self, fn: Callable[[sqlite3.Connection], _T] | None) -> _T:
