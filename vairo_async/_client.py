@@ -154,7 +154,9 @@ class AsyncVairoClient:
                 transport=transport,
                 max_connections=max_connections,
             )
-            problems.extend(config_problems(journal, idempotency_retention, journal_lease))
+            problems.extend(
+                config_problems(journal, idempotency_retention, journal_lease, settings)
+            )
             problems.check()
         except ConfigurationError as exc:
             # The checks' frames, and this one, hold the key: a reporter printing frame

@@ -107,7 +107,7 @@ async def test_an_unknown_outcome_is_kept_and_never_resent(
 async def test_an_expired_claim_reads_unknown(
     fake: FakeVairo, url: str, journal: Journal, clock: FakeClock
 ) -> None:
-    async with journaled_client(fake, url, journal, journal_lease=30) as vairo:
+    async with journaled_client(fake, url, journal) as vairo:
         await vairo.send("x", to="5399999999", idempotency_key="probe")
         probe = await journal.get(send_key("probe"))
         assert probe is not None
@@ -183,13 +183,13 @@ async def test_a_stale_owner_cannot_overwrite_the_newer_record(
 
     async def take_over(name: str, n: int) -> None:
         if name == "claim" and n == 1:
-            clock.advance(31)  # A's lease has passed before its request leaves
+            clock.advance(91)  # A's lease has passed before its request leaves
             await journal.resolve(send_key(KEY), package_id=None)
             async with journaled_client(fake, url, journal) as b:
                 newer.append(await b.send("x", to="5399999999", idempotency_key=KEY))
 
     stale = Hooked(journal, after=take_over)
-    async with journaled_client(fake, url, stale, journal_lease=30) as a:
+    async with journaled_client(fake, url, stale, journal_lease=90) as a:
         with pytest.raises(SentNotRecordedError) as caught:
             await a.send("x", to="5399999999", idempotency_key=KEY)
     assert isinstance(caught.value.__cause__, ClaimLostError)
