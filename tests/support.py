@@ -320,6 +320,10 @@ class Hooked:
         result: Claim = await self._call("claim", key, **kwargs)
         return result
 
+    async def renew(self, key: str, **kwargs: Any) -> JournalRecord:
+        result: JournalRecord = await self._call("renew", key, **kwargs)
+        return result
+
     async def mark_sent(self, key: str, **kwargs: Any) -> JournalRecord:
         result: JournalRecord = await self._call("mark_sent", key, **kwargs)
         return result

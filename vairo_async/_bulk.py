@@ -330,8 +330,8 @@ class Campaign:
         """Wait for the rate limiter; from then on the batch may reach the server."""
         if self._limiter is not None:
             await self._limiter.acquire()
-        if batch.entry is not None and attempt == 1:
-            await batch.entry.claim()  # committed before the request may leave
+        if batch.entry is not None:  # claimed, or renewed, before the request may leave
+            await batch.entry.before_attempt(attempt)
         batch.started = True
 
     async def _send(self, batch: _Batch) -> None:

@@ -106,7 +106,9 @@ class AsyncVairoClient:
             The client uses it and leaves it open: close it yourself.
         idempotency_retention: Seconds a single send's record is kept; a key reused after
             that sends again.
-        journal_lease: Seconds a claim stays live; a claim whose sender vanished reads
+        journal_lease: Seconds a claim stays live; it is renewed before each retry, so it
+            must outlast one attempt and its wait (the timeout plus the longest backoff or
+            `Retry-After`). A claim whose sender stopped renewing it (died or hangs) reads
             UNKNOWN after it, and is never sent again automatically.
 
     Raises:
@@ -154,7 +156,9 @@ class AsyncVairoClient:
                 transport=transport,
                 max_connections=max_connections,
             )
-            problems.extend(config_problems(journal, idempotency_retention, journal_lease))
+            problems.extend(
+                config_problems(journal, idempotency_retention, journal_lease, settings)
+            )
             problems.check()
         except ConfigurationError as exc:
             # The checks' frames, and this one, hold the key: a reporter printing frame

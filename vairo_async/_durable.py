@@ -1,10 +1,11 @@
 """Durable sends: the client's use of a `Journal` for idempotency keys and campaigns.
 
 One key's send goes: claim (committed right before the first HTTP attempt, through the
-request's `before_attempt` hook), the request, then SENT with the package id; a certain
-failure releases the claim, an ambiguous one (or a cancellation once the claim is written)
-marks it UNKNOWN. A key that already holds a record is never sent again: a SENT record with
-the same fingerprint is replayed, anything else is reported.
+request's `before_attempt` hook, and renewed right before each retry), the request, then SENT
+with the package id; a certain failure releases the claim, an ambiguous one (or a
+cancellation once the claim is written) marks it UNKNOWN. A key that already holds a record
+is never sent again: a SENT record with the same fingerprint is replayed, anything else is
+reported.
 """
 
 from __future__ import annotations
@@ -20,8 +21,10 @@ from typing import Any
 import attrs
 import orjson
 
+from ._config import ClientSettings
 from ._errors import (
     CampaignMismatchError,
+    ClaimLostError,
     ConfigurationError,
     IdempotencyKeyReusedError,
     JournalError,
@@ -59,15 +62,43 @@ logger = logging.getLogger("vairo_async")
 _HEADER_VERSION = 1
 
 
-def config_problems(journal: object, retention: object, lease: object) -> list[str]:
-    """The client's journal settings that are unusable, one line each."""
+def config_problems(
+    journal: object, retention: object, lease: object, settings: ClientSettings | None = None
+) -> list[str]:
+    """The client's journal settings that are unusable, one line each.
+
+    With a journal and the client's checked `settings`, a lease shorter than one attempt
+    and its wait is refused too: the claim is renewed only before each attempt.
+    """
     problems = []
     if journal is not None and not isinstance(journal, Journal):
         problems.append(f"journal={describe(journal)}: must be a Journal (or None)")
     for name, value in (("idempotency_retention", retention), ("journal_lease", lease)):
         if not is_number(value) or value <= 0:
             problems.append(f"{name}={describe(value)}: must be a number of seconds > 0")
+    if journal is not None and settings is not None and is_number(lease) and lease > 0:
+        problems.extend(_lease_problems(lease, settings))
     return problems
+
+
+def _lease_problems(lease: float, settings: ClientSettings) -> list[str]:
+    """A line when `lease` may pass between two renewals: during one attempt and its wait."""
+    http_client = settings.http_client
+    timeout = settings.http_timeout if http_client is None else http_client.timeout
+    parts = (timeout.connect, timeout.read, timeout.write, timeout.pool)
+    limits = [part for part in parts if part is not None]
+    if not limits:
+        return []  # an attempt without a timeout has no bound to check the lease against
+    attempt = max(limits)
+    wait = max(settings.retry_backoff_max, settings.retry_after_max) if settings.max_retries else 0
+    if lease >= attempt + wait:
+        return []
+    return [
+        f"journal_lease={describe(lease)}: shorter than one attempt and its wait can take, "
+        f"{attempt + wait:g} s (timeout {attempt:g} s + the longest retry wait {wait:g} s, "
+        "from retry_backoff_max and retry_after_max); the claim is renewed only before each "
+        "attempt"
+    ]
 
 
 def _clock_of(journal: Journal) -> Callable[[], float]:
@@ -168,12 +199,26 @@ class _Entry:
         raise Existing(record)
 
     async def before_attempt(self, number: int) -> None:
-        """The request's hook: the claim comes right before the first HTTP attempt."""
+        """The request's hook: the claim comes right before the first HTTP attempt, and is
+        renewed right before each retry, so the lease need only outlast one attempt.
+
+        Raises:
+            Existing: (first attempt) The key already had a record; nothing is sent.
+            ClaimLostError: (a retry) The key was resolved by hand, perhaps claimed anew,
+                after the lease passed: this attempt is not made (`attempt` says which).
+            JournalUnavailableError: The store could not be written: nothing more is sent.
+        """
         if number == 1:
             await self.claim()
+            return
+        try:
+            await self.journal.renew(self.key, owner=self.owner, lease=self._lease)
+        except ClaimLostError as exc:
+            self.claimed = False  # resolved by hand, perhaps claimed anew: leave it alone
+            raise ClaimLostError(self.key, exc.record, attempt=number) from None
 
     async def run(self, request: Awaitable[int], recipient_count: int, credits: int) -> int:
-        """Await `request` (whose hook calls `claim`), then settle the key's record.
+        """Await `request` (whose hook is `before_attempt`), then settle the key's record.
 
         Raises:
             Existing: The key already had a record; nothing was sent.
@@ -466,12 +511,12 @@ class BatchEntry:
         """The batch's package id, once its request was answered."""
         return self._entry.package_id
 
-    async def claim(self) -> None:
-        """Claim the batch: the request's hook calls it right before the first attempt."""
-        await self._entry.claim()
+    async def before_attempt(self, number: int) -> None:
+        """Claim the batch before its first attempt, renew the claim before each retry."""
+        await self._entry.before_attempt(number)
 
     async def run(self, request: Awaitable[int], recipient_count: int, credits: int) -> int:
-        """Await the batch's request (whose hook calls `claim`) and settle its record.
+        """Await the batch's request (whose hook calls `before_attempt`), settle its record.
 
         Raises:
             Replayed: Another run recorded the batch SENT meanwhile.

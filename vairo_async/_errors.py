@@ -26,12 +26,13 @@ VairoError                    .certainly_not_sent: True when the call sent no SM
 
 `certainly_not_sent` is True for bad input and configuration, a closed client, refusals
 (`durum: false`, 4xx), 429 and 503 (also once their retries ran out), connect failures and
-the journal's refusals; False for unknown outcomes (`OutcomeUnknownError`, a dropped answer,
-500/502/504, a malformed answer) and for errors about packages that exist (waits,
-`SentNotRecordedError`). For the errors of the request classes (`APIError`, `TransportError`,
-`UnexpectedResponseError`) it is read from the one failure mapping, `_outcome.RULES`: a call
-that sends nothing (a report) has it too, and there it says whether the server may have acted
-on the request, never whether an SMS went out.
+the journal's refusals (a `ClaimLostError` only when it stopped a retry: `attempt` set);
+False for unknown outcomes (`OutcomeUnknownError`, a dropped answer, 500/502/504, a malformed
+answer) and for errors about packages that exist (waits, `SentNotRecordedError`). For the
+errors of the request classes (`APIError`, `TransportError`, `UnexpectedResponseError`) it is
+read from the one failure mapping, `_outcome.RULES`: a call that sends nothing (a report) has
+it too, and there it says whether the server may have acted on the request, never whether an
+SMS went out.
 """
 
 from __future__ import annotations
@@ -371,22 +372,37 @@ class ClaimLostError(JournalError):
     """A write by an owner whose claim on the key is no longer its own.
 
     The claim was resolved by hand, or resolved and claimed again by another sender: the
-    newer record is kept, never overwritten by the stale owner.
+    newer record is kept, never overwritten by the stale owner. Raised by a send whose
+    claim was lost between two attempts (`attempt` set), it means that attempt was not
+    made: the call sent no SMS, since a send is retried only after a failure the server
+    certainly did not act on (`certainly_not_sent` is True then).
 
     Attributes:
         key: The journal key.
         record: The record found instead of the owner's claim, or None if there was none.
+        attempt: The HTTP attempt that was not made because the claim could not be
+            renewed before it; None for a write after the request (`certainly_not_sent`
+            is False then: the SMS may have gone out).
 
     .. versionadded:: 0.2.0
     """
 
-    _not_sent = False
-
-    def __init__(self, key: str, record: JournalRecord | None) -> None:
+    def __init__(
+        self, key: str, record: JournalRecord | None, *, attempt: int | None = None
+    ) -> None:
         self.key = key
         self.record = record
+        self.attempt = attempt
         found = "no record" if record is None else f"a {record.state.name} record"
-        super().__init__(f"the claim on {key!r} is no longer this owner's: found {found}")
+        message = f"the claim on {key!r} is no longer this owner's: found {found}"
+        if attempt is not None:
+            message += f"; attempt {attempt} was not made, and no SMS was sent"
+        super().__init__(message)
+
+    @property
+    def certainly_not_sent(self) -> bool:
+        """True when the claim was lost before an attempt, which was then not made."""
+        return self.attempt is not None
 
 
 class SentNotRecordedError(JournalError):

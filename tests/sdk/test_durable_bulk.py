@@ -14,6 +14,7 @@ from vairo_async import (
     BulkProgress,
     BulkResult,
     CampaignMismatchError,
+    ClaimLostError,
     ConfigurationError,
     InvalidRequestError,
     Journal,
@@ -27,7 +28,7 @@ from vairo_async import (
 from vairo_async._journal import batch_key
 from vairo_async.testing import FakeVairo, Fault
 
-from ..support import Hooked, held, journaled_client
+from ..support import FakeClock, Hooked, held, journaled_client
 
 ROWS = [Message(to=f"53{i:08d}", text=f"Merhaba {i}", ref=i) for i in range(50)]
 CAMPAIGN = "spring-2026"
@@ -386,3 +387,89 @@ async def test_iter_bulk_yields_every_row_before_raising_a_mismatch(
             await consume()
     assert sorted(len(o.messages) for o in outcomes) == [3, 10, 10]
     assert sorted(o.state.value for o in outcomes) == ["failed", "failed", "sent"]
+
+
+LEASE = 5.0
+# A lease of 5 s outlasts one attempt and its wait (a 1 s timeout, waits of 1 s at most).
+SHORT_LEASE: dict[str, object] = {
+    "journal_lease": LEASE,
+    "timeout": 1,
+    "retry_backoff": 0,
+    "retry_backoff_max": 0,
+    "retry_after_max": 1,
+    "max_retries": 3,
+}
+
+
+async def test_a_batch_outliving_its_lease_keeps_its_claim_live_and_is_sent_once(
+    fake: FakeVairo, url: str, journal: Journal, clock: FakeClock
+) -> None:
+    key = batch_key(CAMPAIGN, 0)
+    seen: list[RecordState] = []
+
+    async def attempt_took_a_while(name: str, n: int) -> None:
+        if name == "renew":
+            clock.advance(LEASE - 1)
+            record = await journal.get(key)
+            assert record is not None
+            seen.append(record.effective_state(clock.now))
+
+    fake.inject(Fault.server_error(503), times=3)
+    hooked = Hooked(journal, before=attempt_took_a_while)
+    async with journaled_client(fake, url, hooked, **SHORT_LEASE) as vairo:
+        result = await vairo.send_bulk(
+            ROWS, batch_size=10, concurrency=1, rate=1000, campaign=CAMPAIGN
+        )
+    assert result.sent == result.total == 50
+    assert seen == [RecordState.CLAIMED] * 3
+    assert fake.request_count("send") == 5 + 3
+    assert len(fake.messages) == 50
+    assert fake.duplicates() == {}
+
+
+async def test_a_batch_resolved_between_retries_fails_unsent_and_a_rerun_sends_it_once(
+    fake: FakeVairo, url: str, journal: Journal, clock: FakeClock
+) -> None:
+    key = batch_key(CAMPAIGN, 0)
+
+    async def hung_then_resolved(name: str, n: int) -> None:
+        if name == "renew":
+            clock.advance(LEASE + 1)  # the run hung past its lease; the panel shows nothing
+            assert await journal.resolve(key, package_id=None) is None
+
+    fake.inject(Fault.server_error(503))
+    hooked = Hooked(journal, before=hung_then_resolved)
+    async with journaled_client(fake, url, hooked, **SHORT_LEASE) as vairo:
+        result = await vairo.send_bulk(ROWS, batch_size=10, concurrency=1, campaign=CAMPAIGN)
+    by_index = {o.index: o for o in result.outcomes}
+    assert by_index[0].state is BatchState.FAILED
+    error = by_index[0].error
+    assert isinstance(error, ClaimLostError)
+    assert (error.key, error.attempt, error.certainly_not_sent) == (key, 2, True)
+    assert result.sent == 40
+    assert fake.request_count("send") == 1 + 4  # batch 0's retry was never made
+    assert fake.sent_to(ROWS[0].to) == []
+    assert await journal.get(key) is None
+
+    async with journaled_client(fake, url, journal, **SHORT_LEASE) as vairo:
+        again = await vairo.send_bulk(ROWS, batch_size=10, campaign=CAMPAIGN)
+    assert again.sent == 50
+    assert [o.index for o in again.outcomes if not o.replayed] == [0]
+    assert fake.request_count("send") == 1 + 4 + 1
+    assert len(fake.messages) == 50
+    assert fake.duplicates() == {}
+
+
+async def test_the_store_unreachable_at_renewal_fails_the_batch_unsent(
+    fake: FakeVairo, url: str, journal: Journal
+) -> None:
+    fake.inject(Fault.server_error(503))
+    hooked = Hooked(journal, fail={"renew"})
+    async with journaled_client(fake, url, hooked, **SHORT_LEASE) as vairo:
+        result = await vairo.send_bulk(ROWS, batch_size=10, concurrency=1, campaign=CAMPAIGN)
+    (failed,) = [o for o in result.outcomes if o.state is not BatchState.SENT]
+    assert failed.state is BatchState.FAILED
+    assert isinstance(failed.error, JournalUnavailableError)
+    assert failed.error.certainly_not_sent is True
+    assert fake.request_count("send") == 5
+    assert await journal.get(batch_key(CAMPAIGN, failed.index)) is None

@@ -5,14 +5,17 @@ from __future__ import annotations
 import asyncio
 
 import attrs
+import httpx
 import pytest
 
 from vairo_async import (
     ClaimLostError,
+    ConfigurationError,
     IdempotencyKeyReusedError,
     InvalidRequestError,
     Journal,
     JournalUnavailableError,
+    MemoryJournal,
     Message,
     OutcomeUnknownError,
     RecordState,
@@ -107,7 +110,7 @@ async def test_an_unknown_outcome_is_kept_and_never_resent(
 async def test_an_expired_claim_reads_unknown(
     fake: FakeVairo, url: str, journal: Journal, clock: FakeClock
 ) -> None:
-    async with journaled_client(fake, url, journal, journal_lease=30) as vairo:
+    async with journaled_client(fake, url, journal) as vairo:
         await vairo.send("x", to="5399999999", idempotency_key="probe")
         probe = await journal.get(send_key("probe"))
         assert probe is not None
@@ -183,13 +186,13 @@ async def test_a_stale_owner_cannot_overwrite_the_newer_record(
 
     async def take_over(name: str, n: int) -> None:
         if name == "claim" and n == 1:
-            clock.advance(31)  # A's lease has passed before its request leaves
+            clock.advance(91)  # A's lease has passed before its request leaves
             await journal.resolve(send_key(KEY), package_id=None)
             async with journaled_client(fake, url, journal) as b:
                 newer.append(await b.send("x", to="5399999999", idempotency_key=KEY))
 
     stale = Hooked(journal, after=take_over)
-    async with journaled_client(fake, url, stale, journal_lease=30) as a:
+    async with journaled_client(fake, url, stale, journal_lease=90) as a:
         with pytest.raises(SentNotRecordedError) as caught:
             await a.send("x", to="5399999999", idempotency_key=KEY)
     assert isinstance(caught.value.__cause__, ClaimLostError)
@@ -258,3 +261,177 @@ async def test_a_send_cancelled_while_sent_is_written_still_records_it(
     assert replay.replayed
     assert replay.package_id == next(iter(fake.packages))
     assert fake.request_count("send") == 1
+
+
+# --- the claim renewed before every retry ---------------------------------------------------
+
+LEASE = 5.0
+# A lease of 5 s outlasts one attempt and its wait (a 1 s timeout, waits of 1 s at most).
+SHORT_LEASE: dict[str, object] = {
+    "journal_lease": LEASE,
+    "timeout": 1,
+    "retry_backoff": 0,
+    "retry_backoff_max": 0,
+    "retry_after_max": 1,
+    "max_retries": 3,
+}
+
+
+async def test_a_send_outliving_its_lease_keeps_its_claim_live_and_sends_once(
+    fake: FakeVairo, url: str, journal: Journal, clock: FakeClock
+) -> None:
+    key = send_key(KEY)
+    seen: list[RecordState] = []
+
+    async def attempt_took_a_while(name: str, n: int) -> None:
+        if name == "renew":
+            clock.advance(LEASE - 1)  # the last attempt and its wait, within one lease
+            record = await journal.get(key)
+            assert record is not None
+            seen.append(record.effective_state(clock.now))
+            with pytest.raises(SendInProgressError):  # a person cannot resolve it meanwhile
+                await journal.resolve(key, package_id=None)
+
+    fake.inject(Fault.server_error(503), times=3)
+    hooked = Hooked(journal, before=attempt_took_a_while)
+    async with journaled_client(fake, url, hooked, **SHORT_LEASE) as vairo:
+        sub = await vairo.send("x", to="5399999999", idempotency_key=KEY)
+
+    assert hooked.calls["renew"] == 3
+    assert seen == [RecordState.CLAIMED] * 3  # 12 s in all, more than twice the lease
+    assert fake.request_count("send") == 4
+    assert list(fake.packages) == [sub.package_id]
+    assert len(fake.messages) == 1
+    record = await journal.get(key)
+    assert record is not None
+    assert (record.state, record.package_id) == (RecordState.SENT, sub.package_id)
+
+
+async def test_a_resolve_between_retries_stops_the_owner_and_a_rerun_sends_once(
+    fake: FakeVairo, url: str, journal: Journal, clock: FakeClock
+) -> None:
+    """The owner hangs past its lease between two attempts; a person resolves "not sent"."""
+    key = send_key(KEY)
+
+    async def hung_then_resolved(name: str, n: int) -> None:
+        if name == "renew":
+            clock.advance(LEASE + 1)
+            assert await journal.resolve(key, package_id=None) is None
+
+    fake.inject(Fault.server_error(503))
+    hooked = Hooked(journal, before=hung_then_resolved)
+    async with journaled_client(fake, url, hooked, **SHORT_LEASE) as vairo:
+        with pytest.raises(ClaimLostError) as caught:
+            await vairo.send("x", to="5399999999", idempotency_key=KEY)
+    assert fake.request_count("send") == 1  # the 503: the retry was never made
+    assert caught.value.attempt == 2
+    assert caught.value.key == key
+    assert caught.value.record is None
+    assert caught.value.certainly_not_sent is True
+    assert "attempt 2 was not made" in str(caught.value)
+    assert await journal.get(key) is None
+    assert fake.messages == ()
+
+    async with journaled_client(fake, url, journal, **SHORT_LEASE) as vairo:
+        rerun = await vairo.send("x", to="5399999999", idempotency_key=KEY)
+    assert not rerun.replayed
+    assert fake.request_count("send") == 2
+    assert list(fake.packages) == [rerun.package_id]
+    assert len(fake.messages) == 1
+
+
+async def test_a_stale_owner_stops_when_its_key_was_sent_anew_between_retries(
+    fake: FakeVairo, url: str, journal: Journal, clock: FakeClock
+) -> None:
+    """Resolved "not sent" and sent by another worker while the owner waited to retry."""
+    key = send_key(KEY)
+    newer: list[Submission] = []
+
+    async def taken_over(name: str, n: int) -> None:
+        if name == "renew":
+            clock.advance(LEASE + 1)
+            await journal.resolve(key, package_id=None)
+            async with journaled_client(fake, url, journal, **SHORT_LEASE) as b:
+                newer.append(await b.send("x", to="5399999999", idempotency_key=KEY))
+
+    fake.inject(Fault.server_error(503))
+    async with journaled_client(fake, url, Hooked(journal, before=taken_over), **SHORT_LEASE) as a:
+        with pytest.raises(ClaimLostError) as caught:
+            await a.send("x", to="5399999999", idempotency_key=KEY)
+    assert caught.value.record is not None
+    assert caught.value.record.state is RecordState.SENT
+    assert fake.request_count("send") == 2  # A's 503 and B's send; A's retry never left
+    assert list(fake.packages) == [newer[0].package_id]
+    assert await journal.get(key) == caught.value.record
+
+
+async def test_the_store_unreachable_at_renewal_stops_the_send(
+    fake: FakeVairo, url: str, journal: Journal
+) -> None:
+    fake.inject(Fault.server_error(503))
+    hooked = Hooked(journal, fail={"renew"})
+    async with journaled_client(fake, url, hooked, **SHORT_LEASE) as vairo:
+        with pytest.raises(JournalUnavailableError) as caught:
+            await vairo.send("x", to="5399999999", idempotency_key=KEY)
+    assert caught.value.certainly_not_sent is True
+    assert fake.request_count("send") == 1
+    assert fake.messages == ()
+    # Nothing was sent, so the claim was released: the key may be sent again.
+    assert await journal.get(send_key(KEY)) is None
+
+
+async def test_with_unknown_outcomes_retried_a_lost_claim_is_an_unknown_outcome(
+    fake: FakeVairo, url: str, journal: Journal, clock: FakeClock
+) -> None:
+    """An earlier attempt may have been acted on: the caller must not hear "not sent"."""
+    key = send_key(KEY)
+
+    async def hung_then_resolved(name: str, n: int) -> None:
+        if name == "renew":
+            clock.advance(LEASE + 1)
+            await journal.resolve(key, package_id=None)
+
+    fake.inject(Fault.server_error(502))
+    hooked = Hooked(journal, before=hung_then_resolved)
+    async with journaled_client(
+        fake, url, hooked, retry_unknown_outcomes=True, **SHORT_LEASE
+    ) as vairo:
+        with pytest.raises(OutcomeUnknownError) as caught:
+            await vairo.send("x", to="5399999999", idempotency_key=KEY)
+    assert isinstance(caught.value.error, ClaimLostError)
+    assert caught.value.certainly_not_sent is False
+    assert fake.request_count("send") == 1
+    assert await journal.get(key) is None  # the person's "not sent" is left alone
+
+
+@pytest.mark.parametrize(
+    ("options", "needed"),
+    [
+        ({}, "90 s (timeout 30 s + the longest retry wait 60 s"),
+        ({"timeout": 10, "retry_after_max": 5}, "18 s (timeout 10 s + the longest retry wait 8 s"),
+        ({"timeout": httpx.Timeout(5, read=50)}, "110 s (timeout 50 s"),
+        ({"max_retries": 0, "timeout": 45}, "45 s (timeout 45 s + the longest retry wait 0 s"),
+    ],
+)
+def test_a_lease_shorter_than_one_attempt_is_refused(
+    fake: FakeVairo, options: dict[str, object], needed: str
+) -> None:
+    with pytest.raises(ConfigurationError) as caught:
+        journaled_client(fake, fake.base_url, MemoryJournal(), journal_lease=17, **options)
+    (problem,) = caught.value.problems
+    assert problem.startswith("journal_lease=17: shorter than one attempt")
+    assert needed in problem
+
+
+async def test_a_lease_that_outlasts_one_attempt_is_accepted(fake: FakeVairo) -> None:
+    async with httpx.AsyncClient(timeout=httpx.Timeout(2)) as http:
+        for options in (
+            {"journal_lease": 90},
+            {"journal_lease": 2, "max_retries": 0, "http_client": http},
+            {"journal_lease": 1, "timeout": httpx.Timeout(None)},  # no bound to check against
+        ):
+            async with journaled_client(fake, fake.base_url, MemoryJournal(), **options):
+                pass
+    # Without a journal the lease is not used: only its type is checked.
+    async with journaled_client(fake, fake.base_url, None, journal_lease=1):
+        pass

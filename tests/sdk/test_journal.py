@@ -6,6 +6,7 @@ import asyncio
 from collections.abc import Callable
 from pathlib import Path
 
+import attrs
 import pytest
 
 from vairo_async import (
@@ -167,6 +168,117 @@ async def test_bad_claim_arguments_are_named_and_nothing_is_written(
     assert await journal.get(send_key("k")) is None
 
 
+# --- renewing a claim ---------------------------------------------------------------------
+
+
+async def test_renew_extends_the_owners_live_claim(journal: Journal, clock: FakeClock) -> None:
+    key = batch_key("c", 2)
+    claimed = (await claim(journal, key, "w1", campaign="c", batch=2, meta={"refs": [1]})).record
+    clock.advance(LEASE - 1)
+
+    renewed = await journal.renew(key, owner="w1", lease=LEASE)
+
+    assert renewed == attrs.evolve(claimed, lease_expires=clock.now + LEASE, updated_at=clock.now)
+    assert await journal.get(key) == renewed
+    clock.advance(LEASE - 1)  # past the first lease, within the renewed one
+    assert renewed.effective_state(clock.now) is RecordState.CLAIMED
+    with pytest.raises(SendInProgressError):
+        await journal.resolve(key, package_id=None)
+    # Renewed again (as a write retried after a lost answer would be): 5 s from now.
+    again = await journal.renew(key, owner="w1", lease=5)
+    assert (again.lease_expires, again.state) == (clock.now + 5, RecordState.CLAIMED)
+    sent = await journal.mark_sent(
+        key, owner="w1", package_id=8, recipient_count=1, estimated_credits=None
+    )
+    assert (sent.state, sent.lease_expires) == (RecordState.SENT, None)
+
+
+async def test_renew_revives_an_expired_claim_nobody_resolved(
+    journal: Journal, clock: FakeClock
+) -> None:
+    key = send_key("k")
+    await claim(journal, key, "w1", retention=3600)
+    clock.advance(LEASE + 5)
+    assert await journal.records(states={RecordState.UNKNOWN}) != []
+
+    renewed = await journal.renew(key, owner="w1", lease=LEASE)
+
+    assert renewed.effective_state(clock.now) is RecordState.CLAIMED
+    assert renewed.lease_expires == clock.now + LEASE
+    assert await journal.records(states={RecordState.UNKNOWN}) == []
+    assert [r.key for r in await journal.unresolved()] == [key]
+
+
+async def test_renew_of_a_claim_not_the_owners_raises_and_changes_nothing(
+    journal: Journal, clock: FakeClock
+) -> None:
+    key = send_key("k")
+    mine = (await claim(journal, key, "w1")).record
+    clock.advance(LEASE + 1)
+
+    with pytest.raises(ClaimLostError, match="no longer this owner's") as lost:
+        await journal.renew(key, owner="w2", lease=LEASE)
+    assert lost.value.record == mine
+    assert lost.value.attempt is None
+    assert lost.value.certainly_not_sent is False
+    with pytest.raises(ClaimLostError) as missing:
+        await journal.renew(send_key("never"), owner="w1", lease=LEASE)
+    assert missing.value.record is None
+    assert await journal.get(key) == mine
+    assert await journal.get(send_key("never")) is None
+
+
+@pytest.mark.parametrize("settle", ["sent", "unknown", "resolved", "released"])
+async def test_renew_of_a_settled_claim_raises(journal: Journal, settle: str) -> None:
+    key = batch_key("c", 0)
+    await claim(journal, key, "w1", campaign="c", batch=0)
+    if settle == "sent":
+        await journal.mark_sent(
+            key, owner="w1", package_id=4, recipient_count=1, estimated_credits=None
+        )
+    elif settle == "unknown":
+        await journal.mark_unknown(key, owner="w1", detail="dropped")
+    elif settle == "resolved":
+        await journal.mark_unknown(key, owner="w1", detail="dropped")
+        await journal.resolve(key, package_id=4)
+    else:
+        await journal.release(key, owner="w1")
+    before = await journal.get(key)
+
+    with pytest.raises(ClaimLostError) as lost:
+        await journal.renew(key, owner="w1", lease=LEASE)
+
+    assert lost.value.record == before
+    assert await journal.get(key) == before
+
+
+async def test_renew_after_the_retention_passed_finds_no_record(
+    journal: Journal, clock: FakeClock
+) -> None:
+    key = send_key("k")
+    await claim(journal, key, "w1", retention=60)
+    clock.advance(61)
+
+    with pytest.raises(ClaimLostError) as lost:
+        await journal.renew(key, owner="w1", lease=LEASE)
+
+    assert lost.value.record is None
+    assert await journal.get(key) is None
+
+
+@pytest.mark.parametrize("bad", [0, -1, float("nan"), float("inf"), "30", True])
+async def test_renew_with_a_bad_lease_is_refused_and_changes_nothing(
+    journal: Journal, bad: object
+) -> None:
+    key = send_key("k")
+    mine = (await claim(journal, key, "w1")).record
+
+    with pytest.raises(InvalidRequestError, match="lease"):
+        await journal.renew(key, owner="w1", lease=bad)  # type: ignore[arg-type]
+
+    assert await journal.get(key) == mine
+
+
 # --- settling a claim ---------------------------------------------------------------------
 
 
@@ -266,6 +378,9 @@ async def test_a_stale_owner_cannot_overwrite_a_newer_record(
         await journal.mark_unknown(key, owner="stale", detail="late")
     with pytest.raises(ClaimLostError):
         await journal.release(key, owner="stale")
+    with pytest.raises(ClaimLostError) as lost:
+        await journal.renew(key, owner="stale", lease=LEASE)
+    assert lost.value.record == newer
     assert await journal.get(key) == newer
 
     sent = await journal.mark_sent(

@@ -48,7 +48,8 @@ class Model:
 
 
 class JournalStates(RuleBasedStateMachine):
-    """Claims, settlements, releases, resolutions and the passing of time, in any order."""
+    """Claims, renewals, settlements, releases, resolutions and the passing of time, in any
+    order."""
 
     make: Callable[[Callable[[], float]], Journal]
 
@@ -113,6 +114,19 @@ class JournalStates(RuleBasedStateMachine):
                 self.run(call)
 
     @rule(key=st.sampled_from(KEYS), owner=st.sampled_from(OWNERS))
+    def renew(self, key: str, owner: str) -> None:
+        call = self.journal.renew(key, owner=owner, lease=LEASE)
+        if self._owned(key, owner):
+            record = self.run(call)
+            assert record.lease_expires == self.now + LEASE
+            self.model[key].lease_expires = self.now + LEASE
+        else:
+            before = self.run(self.journal.get(key))
+            with pytest.raises(ClaimLostError):
+                self.run(call)
+            assert self.run(self.journal.get(key)) == before
+
+    @rule(key=st.sampled_from(KEYS), owner=st.sampled_from(OWNERS))
     def release(self, key: str, owner: str) -> None:
         call = self.journal.release(key, owner=owner)
         if key not in self.model or self._owned(key, owner):
@@ -160,10 +174,11 @@ class JournalStates(RuleBasedStateMachine):
                 assert record is None
                 continue
             assert record is not None
-            assert (record.state, record.owner, record.package_id) == (
+            assert (record.state, record.owner, record.package_id, record.lease_expires) == (
                 expected.state,
                 expected.owner,
                 expected.package_id,
+                expected.lease_expires,
             )
             assert record.effective_state(self.now) is expected.effective(self.now)
         unresolved = {r.key for r in self.run(self.journal.unresolved())}

@@ -145,7 +145,7 @@ async def durable_sends(path: str) -> None:
     async with (
         SqliteJournal(path) as journal,
         AsyncVairoClient(
-            "key", sender="ACME", journal=journal, idempotency_retention=3600.0, journal_lease=60
+            "key", sender="ACME", journal=journal, idempotency_retention=3600.0, journal_lease=600
         ) as client,
     ):
         sub: Submission = await client.send("x", to="5399999999", idempotency_key="order-1")

@@ -31,6 +31,7 @@ __all__ = [
     "RecordState",
     "batch_key",
     "check_claim_args",
+    "check_lease",
     "check_package_id",
     "check_resolvable",
     "dump_json",
@@ -152,10 +153,11 @@ class Claim:
 class Journal(Protocol):
     """Where sends are recorded so that crashes and redeliveries never send twice.
 
-    A send is claimed (and committed) right before its first HTTP attempt, and marked SENT
-    right after the answer; a certain failure releases the claim, an ambiguous one marks it
-    UNKNOWN. Every write after the claim is a compare-and-set on the claimer's owner token,
-    so a stale sender can never overwrite a newer record. Times come from the store's clock.
+    A send is claimed (and committed) right before its first HTTP attempt, renewed before
+    each retry, and marked SENT right after the answer; a certain failure releases the
+    claim, an ambiguous one marks it UNKNOWN. Every write after the claim is a
+    compare-and-set on the claimer's owner token, so a stale sender can never overwrite a
+    newer record. Times come from the store's clock.
 
     Single sends use `send_key(user_key)` and a retention; campaign batches use
     `batch_key(campaign, index)`, a `campaign` and a `batch`, and never expire. Implementations:
@@ -163,10 +165,10 @@ class Journal(Protocol):
     Each is an async context manager that closes itself.
 
     A write that is cancelled, or that fails with `JournalUnavailableError`, may or may not
-    have reached the store. The owner's writes (`mark_sent`, `mark_unknown`, `release`) may be
-    repeated with the same arguments, so a caller shields them (`asyncio.shield`) or repeats
-    them. A claim whose answer was lost is undone by `release(key, owner=owner)`, which
-    leaves a key with no record alone.
+    have reached the store. The owner's writes (`renew`, `mark_sent`, `mark_unknown`,
+    `release`) may be repeated with the same arguments, so a caller shields them
+    (`asyncio.shield`) or repeats them. A claim whose answer was lost is undone by
+    `release(key, owner=owner)`, which leaves a key with no record alone.
 
     .. versionadded:: 0.2.0
     """
@@ -208,6 +210,22 @@ class Journal(Protocol):
         Raises:
             JournalUnavailableError: The store could not be reached: nothing was claimed.
             InvalidRequestError: A bad argument, named in the message.
+        """
+        ...
+
+    async def renew(self, key: str, *, owner: str, lease: float) -> JournalRecord:
+        """Make `owner`'s claim live until `lease` seconds from now; return the record.
+
+        A sender renews its claim before every retry, so the lease need only cover one
+        attempt and its wait. A claim whose lease passed is still the owner's until it is
+        resolved by hand (and perhaps claimed anew): renewing it makes it live again.
+        Renewing twice is safe.
+
+        Raises:
+            ClaimLostError: The key holds no record, another owner's claim, or a SENT or
+                UNKNOWN record: it is not this owner's to send any more, and nothing changed.
+            JournalUnavailableError: The store could not be written.
+            InvalidRequestError: `lease` is not a number of seconds > 0.
         """
         ...
 
@@ -407,6 +425,11 @@ def _positive(what: str, value: object) -> float:
     ):
         raise InvalidRequestError([f"{what} {value!r}: must be a number of seconds > 0"])
     return float(value)
+
+
+def check_lease(lease: object) -> float:
+    """`lease` as seconds, or an `InvalidRequestError` naming it."""
+    return _positive("lease", lease)
 
 
 def check_claim_args(

@@ -16,6 +16,7 @@ from ._base import (
     JournalRecord,
     RecordState,
     check_claim_args,
+    check_lease,
     check_resolvable,
     dump_json,
     load_json,
@@ -118,6 +119,17 @@ class MemoryJournal:
         )
         self._records[key] = record
         return Claim(True, record)
+
+    async def renew(self, key: str, *, owner: str, lease: float) -> JournalRecord:
+        """See `Journal.renew`."""
+        lease_s = check_lease(lease)
+        self._check_open()
+        now = self._clock()
+        record = attrs.evolve(
+            self._owned(key, owner, now), lease_expires=now + lease_s, updated_at=now
+        )
+        self._records[key] = record
+        return record
 
     async def mark_sent(
         self,

@@ -20,6 +20,7 @@ from ._base import (
     JournalRecord,
     RecordState,
     check_claim_args,
+    check_lease,
     check_package_id,
     check_resolvable,
     dump_json,
@@ -108,6 +109,24 @@ if ARGV[3] == 'sent' then
 else
   redis.call('HSET', rec, 'detail', ARGV[7])
 end
+return {1, redis.call('HGETALL', rec)}
+"""
+)
+
+# KEYS: record, unresolved set. ARGV: now, owner, lease_expires.
+# Returns {1, record} when renewed, {0, record-or-empty} when the claim is lost.
+_RENEW = (
+    _LIVE
+    + """
+local rec = KEYS[1]
+if not live(rec, tonumber(ARGV[1])) then
+  return {0, {}}
+end
+if redis.call('HGET', rec, 'state') ~= 'claimed' or redis.call('HGET', rec, 'owner') ~= ARGV[2]
+then
+  return {0, redis.call('HGETALL', rec)}
+end
+redis.call('HSET', rec, 'lease_expires', ARGV[3], 'updated_at', ARGV[1])
 return {1, redis.call('HGETALL', rec)}
 """
 )
@@ -267,6 +286,7 @@ class RedisJournal:
         self._closed = False
         self._claim = self._client.register_script(_CLAIM)
         self._settle = self._client.register_script(_SETTLE)
+        self._renew = self._client.register_script(_RENEW)
         self._release = self._client.register_script(_RELEASE)
         self._resolve = self._client.register_script(_RESOLVE)
 
@@ -333,6 +353,17 @@ class RedisJournal:
         record = _record(flat)
         assert record is not None
         return Claim(bool(claimed), record)
+
+    async def renew(self, key: str, *, owner: str, lease: float) -> JournalRecord:
+        """See `Journal.renew`."""
+        lease_s = check_lease(lease)
+        now = self._clock()
+        renewed, flat = await self._script(self._renew, key, _num(now), owner, _num(now + lease_s))
+        record = _record(flat)
+        if not renewed:
+            raise ClaimLostError(key, record)
+        assert record is not None
+        return record
 
     async def _settle_as(self, key: str, owner: str, *args: str) -> JournalRecord:
         done, flat = await self._script(self._settle, key, _num(self._clock()), owner, *args, key)

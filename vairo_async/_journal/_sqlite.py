@@ -27,6 +27,7 @@ from ._base import (
     JournalRecord,
     RecordState,
     check_claim_args,
+    check_lease,
     check_resolvable,
     dump_json,
     load_json,
@@ -374,6 +375,25 @@ class SqliteJournal:
             return _write(conn, body)
 
         return await self._run(job)
+
+    async def renew(self, key: str, *, owner: str, lease: float) -> JournalRecord:
+        """See `Journal.renew`."""
+        lease_s = check_lease(lease)
+
+        def body(conn: sqlite3.Connection) -> JournalRecord:
+            now = self._clock()
+            renewed = conn.execute(
+                "UPDATE records SET lease_expires = ?, updated_at = ? WHERE key = ?"
+                " AND state = ? AND owner = ? AND (expires_at IS NULL OR expires_at > ?)",
+                (now + lease_s, now, key, RecordState.CLAIMED.value, owner, now),
+            ).rowcount
+            record = _fetch(conn, key, now)
+            if not renewed:
+                raise ClaimLostError(key, record)
+            assert record is not None
+            return record
+
+        return await self._run(lambda conn: _write(conn, lambda: body(conn)))
 
     async def _update(
         self, key: str, owner: str, done: Callable[[JournalRecord], bool], **changes: Any
