@@ -19,6 +19,7 @@ from vairo_async import (
     InvalidRequestError,
     Journal,
     JournalError,
+    RecordState,
     RedisJournal,
 )
 from vairo_async._campaigns import (
@@ -35,7 +36,7 @@ from vairo_async._campaigns import (
 from vairo_async._cli.common import CliError
 from vairo_async._journal import batch_key
 from vairo_async.taskiq import campaign_status, export_campaign, wait_campaign
-from vairo_async.testing import FakeVairo
+from vairo_async.testing import FakeVairo, Fault
 
 
 def _write(path: Path, rows: list[tuple[str, str]], *, header: str = "to,text") -> None:
@@ -159,6 +160,48 @@ async def test_a_shard_delivered_twice_at_once_sends_its_rows_once(
     assert state.done
     assert state.total("sent") == 40
     assert len(state.package_ids) == 10
+
+
+async def test_status_of_a_finished_shard_counts_its_batches_as_resolved_since(
+    tmp_path: Path, journal: RedisJournal
+) -> None:
+    path = tmp_path / "c.csv"
+    _write(path, _rows(24))
+    plan = _plan(path, shard_rows=12)
+    await write_header(journal, plan)
+    fake = FakeVairo()
+    async with _client(fake, journal) as client:
+        summaries = []
+        for shard in plan.shards:
+            fake.inject(Fault.drop_after_accept())  # one batch per shard: accepted, unanswered
+            summaries.append(await run_shard(client, journal, plan.task(shard)))
+    assert [(s["sent"], s["unknown"]) for s in summaries] == [(8, 4), (8, 4)]
+    before = await campaign_status(journal, plan.campaign_id)
+    assert [(s.sent, s.unknown, s.failed) for s in before.shards] == [(8, 4, 0), (8, 4, 0)]
+    assert len(before.package_ids) == 4
+    unknown = [
+        [r for r in await journal.records(campaign=shard_campaign(plan.campaign_id, n))
+         if r.state is RecordState.UNKNOWN]
+        for n in (0, 1)
+    ]  # fmt: skip
+    assert [len(u) for u in unknown] == [1, 1]
+    # Shard 0's unknown batch is resolved with its package; shard 1's as not sent.
+    accepted = sorted(set(fake.packages) - set(before.package_ids))
+    assert len(accepted) == 2
+    first_shard = {to for to, _ in _rows(12)}
+    package = next(
+        p for p in accepted if {m.dest for m in fake.packages[p].messages} <= first_shard
+    )
+    await journal.resolve(unknown[0][0].key, package_id=package)
+    await journal.resolve(unknown[1][0].key, package_id=None)
+    after = await campaign_status(journal, plan.campaign_id)
+    assert [(s.state, s.rows, s.sent, s.failed, s.unknown, s.rejected) for s in after.shards] == [
+        ("done", 12, 12, 0, 0, 0),
+        ("done", 12, 8, 4, 0, 0),
+    ]
+    assert package in after.shards[0].packages
+    assert len(after.package_ids) == 5
+    assert after.total("sent") == sum(len(fake.packages[p].messages) for p in after.package_ids)
 
 
 async def test_a_dead_worker_s_lock_is_taken_over_once_its_lease_passes(
