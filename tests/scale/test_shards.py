@@ -418,3 +418,110 @@ async def test_register_takes_a_team_s_journal_and_client(tmp_path: Path) -> Non
         await broker.shutdown()
     assert summary["sent"] == 5
     assert len(fake.messages) == 5
+
+
+async def test_workers_with_a_team_s_journal_share_the_rate_limiter_they_are_given(
+    tmp_path: Path, redis_url: str
+) -> None:
+    from taskiq import InMemoryBroker
+
+    from vairo_async import MemoryJournal, RateLimiter, RedisRateLimiter
+    from vairo_async.taskiq import TASK_NAME, register
+
+    rate = 20.0
+    path = tmp_path / "c.csv"
+    _write(path, _rows(24))
+    plan = _plan(path, shard_rows=12)
+    plan = Plan(
+        campaign_id=plan.campaign_id,
+        header=dict(plan.header) | {"rate": rate},
+        shards=plan.shards,
+        check=plan.check,
+    )
+    fake = FakeVairo()
+    store = MemoryJournal()  # the team's own journal, holding no rate limit
+    key = uuid.uuid4().hex
+    made: list[tuple[float, Shared]] = []
+
+    class Shared(RedisRateLimiter):
+        closed = False
+
+        async def aclose(self) -> None:
+            self.closed = True
+            await super().aclose()
+
+    def shared(campaign_rate: float) -> RateLimiter:
+        limiter = Shared(redis_url, key, campaign_rate)
+        made.append((campaign_rate, limiter))
+        return limiter
+
+    brokers = [InMemoryBroker(), InMemoryBroker()]  # two workers
+    for broker in brokers:
+        register(
+            broker, journal=lambda: store, client=lambda j: _client(fake, j), rate_limiter=shared
+        )
+        broker.is_worker_process = True
+        await broker.startup()
+    try:
+        await write_header(store, plan)
+        tasks = [broker.find_task(TASK_NAME) for broker in brokers]
+        summaries = await asyncio.gather(
+            *(
+                task.original_func(plan.task(shard).to_json())
+                for task, shard in zip(tasks, plan.shards, strict=True)
+                if task is not None
+            )
+        )
+    finally:
+        for broker in brokers:
+            await broker.shutdown()
+    assert [s["sent"] for s in summaries] == [12, 12]
+    assert [r for r, _ in made] == [rate, rate]  # one limiter per worker, of the campaign's rate
+    assert all(limiter.closed for _, limiter in made)  # each at its worker's shutdown
+    # Six sends through one shared limit take five intervals; two limits of their own, two.
+    stamps = sorted(r.at for r in fake.requests if r.endpoint == "send" and r.at is not None)
+    assert len(stamps) == 6
+    assert stamps[-1] - stamps[0] >= 0.8 * 5 / rate
+
+
+async def test_a_limiter_given_to_register_holds_every_campaign_with_a_rate(
+    tmp_path: Path,
+) -> None:
+    from taskiq import InMemoryBroker
+
+    from vairo_async import MemoryJournal
+    from vairo_async.taskiq import TASK_NAME, register
+
+    class Counting:
+        def __init__(self) -> None:
+            self.acquired = 0
+
+        async def acquire(self) -> None:
+            self.acquired += 1
+
+    path = tmp_path / "c.csv"
+    _write(path, _rows(8))
+    limiter = Counting()
+    fake = FakeVairo()
+    store = MemoryJournal()
+    broker = InMemoryBroker()
+    register(broker, journal=lambda: store, client=lambda j: _client(fake, j), rate_limiter=limiter)
+    broker.is_worker_process = True
+    await broker.startup()
+    try:
+        task = broker.find_task(TASK_NAME)
+        assert task is not None
+        for rate in (5.0, None):
+            plan = _plan(path, shard_rows=8)
+            plan = Plan(
+                campaign_id=plan.campaign_id,
+                header=dict(plan.header) | {"rate": rate},
+                shards=plan.shards,
+                check=plan.check,
+            )
+            await write_header(store, plan)
+            await task.original_func(plan.task(plan.shards[0]).to_json())
+    finally:
+        await broker.shutdown()
+    assert len(fake.messages) == 16
+    assert limiter.acquired == 2  # the campaign with a rate: two batches; the other: none
