@@ -63,7 +63,8 @@ from ._rate import RateLimiter, RedisRateLimiter
 if TYPE_CHECKING:
     import redis.asyncio
 
-__all__ = [
+__all__ = [  # noqa: RUF022 - in sorted() order, which a test checks
+    "CampaignStatus",
     "DEFAULT_BROKER_URL",
     "DEFAULT_IDLE_TIMEOUT",
     "DEFAULT_LOCK_TIMEOUT",
@@ -78,14 +79,13 @@ __all__ = [
     "ENV_QUEUE",
     "ENV_RATE_KEY",
     "ENV_SHARD_LEASE",
-    "TASK_NAME",
-    "CampaignStatus",
     "FileOptions",
     "Plan",
     "RateLimiterFactory",
     "ShardMismatchError",
     "ShardStatus",
     "ShardTask",
+    "TASK_NAME",
     "broker",
     "campaign_status",
     "enqueue",
