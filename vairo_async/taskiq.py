@@ -209,7 +209,13 @@ class _Worker:
         self._make_journal = journal
         self._make_client = client
         self._lease = shard_lease
-        self._rate_limiter = rate_limiter
+        # One limiter object, or a factory (a class with `acquire` is a factory too).
+        self._limiter: RateLimiter | None = None
+        self._make_limiter: RateLimiterFactory | None = None
+        if isinstance(rate_limiter, RateLimiter) and not isinstance(rate_limiter, type):
+            self._limiter = rate_limiter
+        else:
+            self._make_limiter = rate_limiter
         self.journal: Journal | None = None
         self.client: AsyncVairoClient | None = None
         self._redis: redis.asyncio.Redis | None = None
@@ -251,12 +257,12 @@ class _Worker:
         """
         if rate is None:
             return None
-        if isinstance(self._rate_limiter, RateLimiter):
-            return self._rate_limiter
+        if self._limiter is not None:
+            return self._limiter
         limiter = self._limiters.get(rate)
         if limiter is None:
-            if self._rate_limiter is not None:
-                limiter = self._rate_limiter(rate)
+            if self._make_limiter is not None:
+                limiter = self._make_limiter(rate)
             elif self._redis is not None:
                 key = os.environ.get(ENV_RATE_KEY) or "account"
                 limiter = RedisRateLimiter(self._redis, key, rate)

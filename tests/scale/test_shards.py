@@ -525,3 +525,25 @@ async def test_a_limiter_given_to_register_holds_every_campaign_with_a_rate(
         await broker.shutdown()
     assert len(fake.messages) == 16
     assert limiter.acquired == 2  # the campaign with a rate: two batches; the other: none
+
+
+def test_a_worker_makes_one_limiter_per_rate_and_without_one_limits_itself() -> None:
+    from vairo_async import MemoryJournal
+    from vairo_async.taskiq import _Worker
+
+    made: list[float] = []
+
+    class Limit:
+        def __init__(self, rate: float) -> None:
+            made.append(rate)
+
+        async def acquire(self) -> None:
+            return None
+
+    shared = _Worker(MemoryJournal, None, None, Limit)
+    assert shared.rate(5.0) is shared.rate(5.0)
+    assert shared.rate(None) is None
+    assert isinstance(shared.rate(7.0), Limit)
+    assert made == [5.0, 7.0]
+    alone = _Worker(MemoryJournal, None, None)  # the team's journal, no shared limiter
+    assert alone.rate(5.0) == 5.0
