@@ -537,13 +537,18 @@ async def run_shard(
 class ShardStatus:
     """One shard's state and counts, from the journal.
 
+    The counts come from the shard's batch records as they are now, so a batch settled
+    by `journal resolve` after the shard finished counts as it was resolved; the summary
+    adds what the records cannot say: the rows, and the rejected rows.
+
     Attributes:
         index: The shard's number.
         state: `pending` (not started), `running` (a run holds or held its lock, no
             summary yet) or `done` (its summary is written).
         rows: Data rows in the shard.
         sent: Rows in SENT batches.
-        failed: Rows certainly not sent (done shards only; 0 before).
+        failed: Rows certainly not sent (done shards only; 0 before): the rows neither
+            rejected nor in a SENT or unknown batch.
         unknown: Rows in batches whose outcome is unknown, or still in flight.
         rejected: Rows rejected (done shards only; 0 before).
         packages: SENT batches' package ids.
@@ -616,29 +621,34 @@ async def campaign_status(journal: Journal, campaign_id: str) -> CampaignStatus:
         run = await journal.get(_run_key(campaign_id, index))
         sent = [r for r in records if r.state is RecordState.SENT]
         packages = tuple(r.package_id for r in sent if r.package_id is not None)
+        sent_rows = sum(_sent_rows(r) for r in sent)
+        unknown = sum(
+            _record_rows(r) for r in records if r.effective_state(now) is not RecordState.SENT
+        )
         if summary is not None:
+            # The records say what was sent or is unknown now (after `journal resolve`,
+            # say); the summary what they cannot: the rows, and the rejected rows that
+            # never reached a batch. The rest is certainly not sent.
+            rows, rejected = int(summary["rows"]), int(summary["rejected"])
             shards.append(
                 ShardStatus(
                     index=index,
                     state="done",
-                    rows=int(summary["rows"]),
-                    sent=int(summary["sent"]),
-                    failed=int(summary["failed"]),
-                    unknown=int(summary["unknown"]),
-                    rejected=int(summary["rejected"]),
+                    rows=rows,
+                    sent=sent_rows,
+                    failed=max(0, rows - rejected - sent_rows - unknown),
+                    unknown=unknown,
+                    rejected=rejected,
                     packages=packages,
                 )
             )
             continue
-        unknown = sum(
-            _record_rows(r) for r in records if r.effective_state(now) is not RecordState.SENT
-        )
         shards.append(
             ShardStatus(
                 index=index,
                 state="running" if run is not None or records else "pending",
                 rows=int(planned["rows"]),
-                sent=sum(r.recipient_count or 0 for r in sent),
+                sent=sent_rows,
                 failed=0,
                 unknown=unknown,
                 rejected=0,
@@ -646,6 +656,12 @@ async def campaign_status(journal: Journal, campaign_id: str) -> CampaignStatus:
             )
         )
     return CampaignStatus(campaign_id=campaign_id, header=header, shards=tuple(shards))
+
+
+def _sent_rows(record: JournalRecord) -> int:
+    if record.recipient_count is not None:
+        return record.recipient_count
+    return _record_rows(record)
 
 
 def _record_rows(record: JournalRecord) -> int:

@@ -22,8 +22,10 @@ header to a journal and enqueues one task per shard; workers run the shards:
 - `VAIRO_RATE_KEY`: names the shared rate limit (default `account`): one per account.
 - `VAIRO_API_KEY`, `VAIRO_SENDER`, `VAIRO_BASE_URL`: the client's, as everywhere.
 
-A team with its own taskiq broker calls `register(broker)` instead. Either way each worker
-process opens one client and one journal at startup and closes them at shutdown.
+A team with its own taskiq broker calls `register(broker)` instead (with
+`rate_limiter=` when its journal is not the default one, so that the workers still share
+one rate limit). Either way each worker process opens one client and one journal at
+startup and closes them at shutdown.
 """
 
 from __future__ import annotations
@@ -61,7 +63,8 @@ from ._rate import RateLimiter, RedisRateLimiter
 if TYPE_CHECKING:
     import redis.asyncio
 
-__all__ = [
+__all__ = [  # noqa: RUF022 - in sorted() order, which a test checks
+    "CampaignStatus",
     "DEFAULT_BROKER_URL",
     "DEFAULT_IDLE_TIMEOUT",
     "DEFAULT_LOCK_TIMEOUT",
@@ -76,13 +79,13 @@ __all__ = [
     "ENV_QUEUE",
     "ENV_RATE_KEY",
     "ENV_SHARD_LEASE",
-    "TASK_NAME",
-    "CampaignStatus",
     "FileOptions",
     "Plan",
+    "RateLimiterFactory",
     "ShardMismatchError",
     "ShardStatus",
     "ShardTask",
+    "TASK_NAME",
     "broker",
     "campaign_status",
     "enqueue",
@@ -110,6 +113,10 @@ DEFAULT_IDLE_TIMEOUT = 3600.0
 DEFAULT_LOCK_TIMEOUT = 60.0
 DEFAULT_MAXLEN = 100_000
 DEFAULT_SHARD_ROWS = 10_000
+
+RateLimiterFactory = Callable[[float], RateLimiter]
+"""Makes the limiter of a campaign's rate (sends per second), shared with every worker:
+`lambda rate: RedisRateLimiter("redis://...", "account", rate)`, say."""
 
 
 def _env_number(name: str, default: float) -> float:
@@ -145,6 +152,7 @@ def make_broker(
     maxlen: int = DEFAULT_MAXLEN,
     journal: Callable[[], Journal] | None = None,
     shard_lease: float | None = None,
+    rate_limiter: RateLimiterFactory | RateLimiter | None = None,
 ) -> RedisStreamBroker:
     """A taskiq-redis stream broker set for shards, with the shard task registered.
 
@@ -163,6 +171,7 @@ def make_broker(
         journal: Makes each worker's journal (default: `RedisJournal($VAIRO_JOURNAL)`).
         shard_lease: Seconds a shard's run lock outlives a dead worker (default
             `idle_timeout`).
+        rate_limiter: The limit every worker shares, as `register` takes it.
 
     .. versionadded:: 0.2.0
     """
@@ -179,27 +188,38 @@ def make_broker(
         maxlen=maxlen,
     )
     register(
-        stream, journal=journal, shard_lease=idle_timeout if shard_lease is None else shard_lease
+        stream,
+        journal=journal,
+        shard_lease=idle_timeout if shard_lease is None else shard_lease,
+        rate_limiter=rate_limiter,
     )
     return stream
 
 
 class _Worker:
-    """What one worker process holds for its life: one client, one journal, one limiter."""
+    """What one worker process holds for its life: one client, one journal, its limiters."""
 
     def __init__(
         self,
         journal: Callable[[], Journal] | None,
         client: Callable[[Journal], AsyncVairoClient] | None,
         shard_lease: float | None,
+        rate_limiter: RateLimiterFactory | RateLimiter | None = None,
     ) -> None:
         self._make_journal = journal
         self._make_client = client
         self._lease = shard_lease
+        # One limiter object, or a factory (a class with `acquire` is a factory too).
+        self._limiter: RateLimiter | None = None
+        self._make_limiter: RateLimiterFactory | None = None
+        if isinstance(rate_limiter, RateLimiter) and not isinstance(rate_limiter, type):
+            self._limiter = rate_limiter
+        else:
+            self._make_limiter = rate_limiter
         self.journal: Journal | None = None
         self.client: AsyncVairoClient | None = None
         self._redis: redis.asyncio.Redis | None = None
-        self._limiters: dict[float, RedisRateLimiter] = {}
+        self._limiters: dict[float, RateLimiter] = {}
 
     async def startup(self, _: TaskiqState) -> None:
         if self._make_journal is not None:
@@ -217,6 +237,11 @@ class _Worker:
             )
 
     async def shutdown(self, _: TaskiqState) -> None:
+        limiters, self._limiters = list(self._limiters.values()), {}
+        for limiter in limiters:  # those this worker made; their `aclose`, when they have one
+            close = getattr(limiter, "aclose", None)
+            if callable(close):
+                await close()
         if self.client is not None:
             await self.client.aclose()
         if self.journal is not None:
@@ -225,13 +250,25 @@ class _Worker:
             await self._redis.aclose()
 
     def rate(self, rate: float | None) -> float | RateLimiter | None:
-        """The shared limiter for the campaign's rate, in the journal's Redis."""
-        if rate is None or self._redis is None:
-            return rate
+        """The shared limiter for the campaign's rate: the team's, or in the journal's Redis.
+
+        Without either (a journal of the team's own and no `rate_limiter`), the rate is
+        this process's own limit.
+        """
+        if rate is None:
+            return None
+        if self._limiter is not None:
+            return self._limiter
         limiter = self._limiters.get(rate)
         if limiter is None:
-            key = os.environ.get(ENV_RATE_KEY) or "account"
-            limiter = self._limiters[rate] = RedisRateLimiter(self._redis, key, rate)
+            if self._make_limiter is not None:
+                limiter = self._make_limiter(rate)
+            elif self._redis is not None:
+                key = os.environ.get(ENV_RATE_KEY) or "account"
+                limiter = RedisRateLimiter(self._redis, key, rate)
+            else:
+                return rate
+            self._limiters[rate] = limiter
         return limiter
 
     async def run(self, shard: dict[str, Any]) -> dict[str, Any]:
@@ -251,6 +288,7 @@ def register(
     journal: Callable[[], Journal] | None = None,
     client: Callable[[Journal], AsyncVairoClient] | None = None,
     shard_lease: float | None = None,
+    rate_limiter: RateLimiterFactory | RateLimiter | None = None,
 ) -> None:
     """Register the shard task, and a worker's startup and shutdown, on a team's broker.
 
@@ -261,15 +299,23 @@ def register(
         broker: The team's taskiq broker.
         journal: Makes each worker's journal at startup (default: a `RedisJournal` on
             `$VAIRO_JOURNAL`, whose Redis also holds the shared rate limit). With a journal
-            of your own, a campaign's `rate` is each worker's own limit, not a shared one.
+            of your own and no `rate_limiter`, a campaign's `rate` is each worker's own
+            limit, not a shared one.
         client: Makes each worker's client from its journal at startup (default: from
             `VAIRO_API_KEY`, `VAIRO_SENDER`, `VAIRO_BASE_URL`).
         shard_lease: Seconds a shard's run lock outlives a dead worker (default
             `$VAIRO_SHARD_LEASE`, else one hour): above the longest shard's run.
+        rate_limiter: The limit every worker shares, for campaigns with a `rate`: a
+            factory called with the campaign's rate (once per rate and worker, on its
+            first shard; what it made is closed at shutdown), such as
+            `lambda rate: RedisRateLimiter(url, "account", rate)`, or one limiter (any
+            object with an async `acquire()`, not closed here) that then holds every
+            such campaign to its own rate. Default: a `RedisRateLimiter` in the default
+            journal's Redis, or none with a journal of your own.
 
     .. versionadded:: 0.2.0
     """
-    worker = _Worker(journal, client, shard_lease)
+    worker = _Worker(journal, client, shard_lease, rate_limiter)
     broker.add_event_handler(TaskiqEvents.WORKER_STARTUP, worker.startup)
     broker.add_event_handler(TaskiqEvents.WORKER_SHUTDOWN, worker.shutdown)
 

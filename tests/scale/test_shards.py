@@ -19,6 +19,7 @@ from vairo_async import (
     InvalidRequestError,
     Journal,
     JournalError,
+    RecordState,
     RedisJournal,
 )
 from vairo_async._campaigns import (
@@ -35,7 +36,7 @@ from vairo_async._campaigns import (
 from vairo_async._cli.common import CliError
 from vairo_async._journal import batch_key
 from vairo_async.taskiq import campaign_status, export_campaign, wait_campaign
-from vairo_async.testing import FakeVairo
+from vairo_async.testing import FakeVairo, Fault
 
 
 def _write(path: Path, rows: list[tuple[str, str]], *, header: str = "to,text") -> None:
@@ -159,6 +160,48 @@ async def test_a_shard_delivered_twice_at_once_sends_its_rows_once(
     assert state.done
     assert state.total("sent") == 40
     assert len(state.package_ids) == 10
+
+
+async def test_status_of_a_finished_shard_counts_its_batches_as_resolved_since(
+    tmp_path: Path, journal: RedisJournal
+) -> None:
+    path = tmp_path / "c.csv"
+    _write(path, _rows(24))
+    plan = _plan(path, shard_rows=12)
+    await write_header(journal, plan)
+    fake = FakeVairo()
+    async with _client(fake, journal) as client:
+        summaries = []
+        for shard in plan.shards:
+            fake.inject(Fault.drop_after_accept())  # one batch per shard: accepted, unanswered
+            summaries.append(await run_shard(client, journal, plan.task(shard)))
+    assert [(s["sent"], s["unknown"]) for s in summaries] == [(8, 4), (8, 4)]
+    before = await campaign_status(journal, plan.campaign_id)
+    assert [(s.sent, s.unknown, s.failed) for s in before.shards] == [(8, 4, 0), (8, 4, 0)]
+    assert len(before.package_ids) == 4
+    unknown = [
+        [r for r in await journal.records(campaign=shard_campaign(plan.campaign_id, n))
+         if r.state is RecordState.UNKNOWN]
+        for n in (0, 1)
+    ]  # fmt: skip
+    assert [len(u) for u in unknown] == [1, 1]
+    # Shard 0's unknown batch is resolved with its package; shard 1's as not sent.
+    accepted = sorted(set(fake.packages) - set(before.package_ids))
+    assert len(accepted) == 2
+    first_shard = {to for to, _ in _rows(12)}
+    package = next(
+        p for p in accepted if {m.dest for m in fake.packages[p].messages} <= first_shard
+    )
+    await journal.resolve(unknown[0][0].key, package_id=package)
+    await journal.resolve(unknown[1][0].key, package_id=None)
+    after = await campaign_status(journal, plan.campaign_id)
+    assert [(s.state, s.rows, s.sent, s.failed, s.unknown, s.rejected) for s in after.shards] == [
+        ("done", 12, 12, 0, 0, 0),
+        ("done", 12, 8, 4, 0, 0),
+    ]
+    assert package in after.shards[0].packages
+    assert len(after.package_ids) == 5
+    assert after.total("sent") == sum(len(fake.packages[p].messages) for p in after.package_ids)
 
 
 async def test_a_dead_worker_s_lock_is_taken_over_once_its_lease_passes(
@@ -375,3 +418,132 @@ async def test_register_takes_a_team_s_journal_and_client(tmp_path: Path) -> Non
         await broker.shutdown()
     assert summary["sent"] == 5
     assert len(fake.messages) == 5
+
+
+async def test_workers_with_a_team_s_journal_share_the_rate_limiter_they_are_given(
+    tmp_path: Path, redis_url: str
+) -> None:
+    from taskiq import InMemoryBroker
+
+    from vairo_async import MemoryJournal, RateLimiter, RedisRateLimiter
+    from vairo_async.taskiq import TASK_NAME, register
+
+    rate = 20.0
+    path = tmp_path / "c.csv"
+    _write(path, _rows(24))
+    plan = _plan(path, shard_rows=12)
+    plan = Plan(
+        campaign_id=plan.campaign_id,
+        header=dict(plan.header) | {"rate": rate},
+        shards=plan.shards,
+        check=plan.check,
+    )
+    fake = FakeVairo()
+    store = MemoryJournal()  # the team's own journal, holding no rate limit
+    key = uuid.uuid4().hex
+    made: list[tuple[float, Shared]] = []
+
+    class Shared(RedisRateLimiter):
+        closed = False
+
+        async def aclose(self) -> None:
+            self.closed = True
+            await super().aclose()
+
+    def shared(campaign_rate: float) -> RateLimiter:
+        limiter = Shared(redis_url, key, campaign_rate)
+        made.append((campaign_rate, limiter))
+        return limiter
+
+    brokers = [InMemoryBroker(), InMemoryBroker()]  # two workers
+    for broker in brokers:
+        register(
+            broker, journal=lambda: store, client=lambda j: _client(fake, j), rate_limiter=shared
+        )
+        broker.is_worker_process = True
+        await broker.startup()
+    try:
+        await write_header(store, plan)
+        tasks = [broker.find_task(TASK_NAME) for broker in brokers]
+        summaries = await asyncio.gather(
+            *(
+                task.original_func(plan.task(shard).to_json())
+                for task, shard in zip(tasks, plan.shards, strict=True)
+                if task is not None
+            )
+        )
+    finally:
+        for broker in brokers:
+            await broker.shutdown()
+    assert [s["sent"] for s in summaries] == [12, 12]
+    assert [r for r, _ in made] == [rate, rate]  # one limiter per worker, of the campaign's rate
+    assert all(limiter.closed for _, limiter in made)  # each at its worker's shutdown
+    # Six sends through one shared limit take five intervals; two limits of their own, two.
+    stamps = sorted(r.at for r in fake.requests if r.endpoint == "send" and r.at is not None)
+    assert len(stamps) == 6
+    assert stamps[-1] - stamps[0] >= 0.8 * 5 / rate
+
+
+async def test_a_limiter_given_to_register_holds_every_campaign_with_a_rate(
+    tmp_path: Path,
+) -> None:
+    from taskiq import InMemoryBroker
+
+    from vairo_async import MemoryJournal
+    from vairo_async.taskiq import TASK_NAME, register
+
+    class Counting:
+        def __init__(self) -> None:
+            self.acquired = 0
+
+        async def acquire(self) -> None:
+            self.acquired += 1
+
+    path = tmp_path / "c.csv"
+    _write(path, _rows(8))
+    limiter = Counting()
+    fake = FakeVairo()
+    store = MemoryJournal()
+    broker = InMemoryBroker()
+    register(broker, journal=lambda: store, client=lambda j: _client(fake, j), rate_limiter=limiter)
+    broker.is_worker_process = True
+    await broker.startup()
+    try:
+        task = broker.find_task(TASK_NAME)
+        assert task is not None
+        for rate in (5.0, None):
+            plan = _plan(path, shard_rows=8)
+            plan = Plan(
+                campaign_id=plan.campaign_id,
+                header=dict(plan.header) | {"rate": rate},
+                shards=plan.shards,
+                check=plan.check,
+            )
+            await write_header(store, plan)
+            await task.original_func(plan.task(plan.shards[0]).to_json())
+    finally:
+        await broker.shutdown()
+    assert len(fake.messages) == 16
+    assert limiter.acquired == 2  # the campaign with a rate: two batches; the other: none
+
+
+def test_a_worker_makes_one_limiter_per_rate_and_without_one_limits_itself() -> None:
+    from vairo_async import MemoryJournal
+    from vairo_async.taskiq import _Worker
+
+    made: list[float] = []
+
+    class Limit:
+        def __init__(self, rate: float) -> None:
+            made.append(rate)
+
+        async def acquire(self) -> None:
+            return None
+
+    shared = _Worker(MemoryJournal, None, None, Limit)
+    assert shared.rate(5.0) is shared.rate(5.0)
+    assert shared.rate(None) is None
+    assert isinstance(shared.rate(7.0), Limit)
+    assert made == [5.0, 7.0]
+    alone = _Worker(MemoryJournal, None, None)  # the team's journal, no shared limiter
+    assert alone.rate(5.0) == 5.0

@@ -13,6 +13,7 @@ import contextlib
 import json
 import os
 import signal
+import socket
 import subprocess
 import sys
 import time
@@ -140,6 +141,12 @@ async def _in_flight_shard(journal: RedisJournal, campaign_id: str) -> tuple[int
     raise AssertionError("no shard was seen in flight")
 
 
+def _parent(pid: int) -> int:
+    """The parent's pid of a live process, from /proc (its name may hold spaces)."""
+    stat = Path(f"/proc/{pid}/stat").read_text()
+    return int(stat[stat.rindex(")") + 2 :].split()[1])
+
+
 async def _until_done(journal: RedisJournal, campaign_id: str) -> None:
     deadline = time.monotonic() + DEADLINE
     while not (await campaign_status(journal, campaign_id)).done:
@@ -180,8 +187,19 @@ async def test_a_killed_worker_s_shard_is_finished_by_another_and_nothing_is_sen
             await broker.shutdown()
 
             killed_shard, pid = await _in_flight_shard(journal, campaign_id)
+            # The pid the run lock names is a worker child of a `taskiq worker` (which
+            # restarts its children under new pids), not the `taskiq worker` itself.
+            parents = {worker.pid for worker in workers}
+            assert pid not in parents
+            assert _parent(pid) in parents
             os.kill(pid, signal.SIGKILL)
             await _until_done(journal, campaign_id)
+            summary = await journal.get_campaign(f"{campaign_id}/{killed_shard}#summary")
+            assert summary is not None
+            # Another live worker child finished the killed shard.
+            assert summary["host"] == socket.gethostname()
+            assert summary["pid"] != pid
+            assert _parent(summary["pid"]) in parents
             state = await campaign_status(journal, campaign_id)
             unknown_records = [
                 r

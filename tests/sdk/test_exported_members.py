@@ -1,6 +1,8 @@
 from __future__ import annotations
 
+import ast
 import importlib
+import inspect
 import pkgutil
 import traceback
 import types
@@ -18,6 +20,23 @@ def test_all_is_sorted_and_complete() -> None:
     assert public - {"testing", "taskiq"} <= set(vairo_async.__all__) | {"annotations"}
     for name in vairo_async.__all__:
         assert hasattr(vairo_async, name), name
+
+
+def test_the_taskiq_module_s_all_is_sorted_and_complete() -> None:
+    import vairo_async.taskiq as module
+
+    assert module.__all__ == sorted(module.__all__)
+    defined = set()  # the module's own top-level names, imported ones left out
+    for node in ast.parse(inspect.getsource(module)).body:
+        if isinstance(node, ast.FunctionDef | ast.AsyncFunctionDef | ast.ClassDef):
+            defined.add(node.name)
+        elif isinstance(node, ast.Assign):
+            defined |= {t.id for t in node.targets if isinstance(t, ast.Name)}
+        elif isinstance(node, ast.AnnAssign) and isinstance(node.target, ast.Name):
+            defined.add(node.target.id)
+    public = {name for name in defined if not name.startswith("_")}
+    assert {"broker", "register", "RateLimiterFactory", "TASK_NAME"} <= public
+    assert public <= set(module.__all__)
 
 
 def test_version_is_a_string() -> None:
