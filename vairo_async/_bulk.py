@@ -35,6 +35,7 @@ from ._errors import (
     CampaignMismatchError,
     InvalidRequestError,
     OutcomeUnknownError,
+    RateLimiterError,
     SentNotRecordedError,
     TransportError,
     VairoError,
@@ -327,9 +328,21 @@ class Campaign:
     # --- sending and settling ------------------------------------------------------
 
     async def _before_attempt(self, batch: _Batch, attempt: int) -> None:
-        """Wait for the rate limiter; from then on the batch may reach the server."""
+        """Wait for the rate limiter; from then on the batch may reach the server.
+
+        Raises:
+            RateLimiterError: The limiter raised: the request never left.
+        """
         if self._limiter is not None:
-            await self._limiter.acquire()
+            try:
+                await self._limiter.acquire()
+            except RateLimiterError:
+                raise
+            except Exception as exc:
+                raise RateLimiterError(
+                    f"the rate limiter {self._limiter!r} failed before the request left:"
+                    f" {type(exc).__name__}: {exc}"
+                ) from exc
         if batch.entry is not None and attempt == 1:
             await batch.entry.claim()  # committed before the request may leave
         batch.started = True
