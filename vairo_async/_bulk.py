@@ -515,7 +515,8 @@ class Campaign:
         """Await the hook calls due; on a cancellation, cancel them and return it."""
         try:
             await asyncio.shield(hooks)
-        except asyncio.CancelledError:
+        except asyncio.CancelledError as cancelled:
+            interrupted = cancelled
             unheard = [
                 item.package_id
                 for _, item in self._due
@@ -529,9 +530,9 @@ class Campaign:
             )
             try:
                 await asyncio.wait([hooks])
-            except asyncio.CancelledError as again:
-                exc = again
-            return exc
+            except asyncio.CancelledError as again:  # the hook call ignored its cancellation
+                interrupted = again
+            return interrupted
         return None
 
 
