@@ -35,6 +35,7 @@ from ._errors import (
     CampaignMismatchError,
     InvalidRequestError,
     OutcomeUnknownError,
+    RateLimiterError,
     SentNotRecordedError,
     TransportError,
     VairoError,
@@ -327,9 +328,21 @@ class Campaign:
     # --- sending and settling ------------------------------------------------------
 
     async def _before_attempt(self, batch: _Batch, attempt: int) -> None:
-        """Wait for the rate limiter; from then on the batch may reach the server."""
+        """Wait for the rate limiter; from then on the batch may reach the server.
+
+        Raises:
+            RateLimiterError: The limiter raised: the request never left.
+        """
         if self._limiter is not None:
-            await self._limiter.acquire()
+            try:
+                await self._limiter.acquire()
+            except RateLimiterError:
+                raise
+            except Exception as exc:
+                raise RateLimiterError(
+                    f"the rate limiter {self._limiter!r} failed before the request left:"
+                    f" {type(exc).__name__}: {exc}"
+                ) from exc
         if batch.entry is not None:  # claimed, or renewed, before the request may leave
             await batch.entry.before_attempt(attempt)
         batch.started = True
@@ -426,8 +439,11 @@ class Campaign:
 
     async def _await_hooks(self) -> None:
         """Await the hook calls due, one at a time in settle order, delivering behind each."""
+        task = asyncio.current_task()
         try:
-            while self._due:
+            # Once cancelled (the campaign stopped waiting), no further call is started,
+            # even when the current one swallowed the cancellation.
+            while self._due and (task is None or not task.cancelling()):
                 call, item = self._due[0]  # left in place: what settles meanwhile queues behind
                 if call is not None:
                     try:
@@ -435,14 +451,18 @@ class Campaign:
                     except Exception:
                         logger.exception("on_progress raised; the campaign goes on")
                     except asyncio.CancelledError:
-                        task = asyncio.current_task()
                         if task is not None and task.cancelling():
-                            raise  # the loop is shutting down, not the hook failing
+                            raise  # the campaign or the loop is stopping, not the hook failing
                         logger.exception("on_progress raised; the campaign goes on")
                 self._due.popleft()
                 self._results.put_nowait(item)
         finally:
             self._hooks = None
+            if task is not None and task.cancelling():  # calls never to be awaited: closed
+                while self._due:
+                    call, _ = self._due.popleft()
+                    if inspect.iscoroutine(call):
+                        call.close()
 
     async def _stop(self, producer: asyncio.Task[None]) -> None:
         """Cancel everything still running and settle what never finished.
@@ -453,8 +473,10 @@ class Campaign:
         package ids (`on_progress` has seen them too), so stopping early loses no id.
 
         A cancellation arriving meanwhile (a timeout and a task-group abort at once, an
-        anyio scope cancelling at every await) does not cut this short: it is raised once
-        every batch has settled and every hook call due has returned.
+        anyio scope cancelling at every await) does not cut the settling short: it is raised
+        once every batch has settled. The hook calls still due are awaited then, but a
+        cancellation arriving while they run cancels them (a hung hook cannot hold the
+        campaign), logging the package ids whose calls did not complete.
         """
         producer.cancel()
         pending = list(self._tasks)
@@ -473,8 +495,8 @@ class Campaign:
                 self._forming[tr_char] = _Batch(tr_char)
                 self._close(batch)
                 self._settle(batch, BatchState.FAILED, error=_cancelled())
-        if self._hooks is not None:  # hook calls still due: every one is awaited
-            interrupted = await _wait_out(self._hooks) or interrupted
+        if self._hooks is not None:  # hook calls still due: awaited until a cancellation
+            interrupted = await self._wait_for_hooks(self._hooks) or interrupted
         untaken = []
         while not self._results.empty():
             item = self._results.get_nowait()
@@ -488,6 +510,30 @@ class Campaign:
             )
         if interrupted is not None:
             raise interrupted
+
+    async def _wait_for_hooks(self, hooks: asyncio.Task[None]) -> asyncio.CancelledError | None:
+        """Await the hook calls due; on a cancellation, cancel them and return it."""
+        try:
+            await asyncio.shield(hooks)
+        except asyncio.CancelledError as cancelled:
+            interrupted = cancelled
+            unheard = [
+                item.package_id
+                for _, item in self._due
+                if isinstance(item, BatchOutcome) and item.package_id is not None
+            ]
+            hooks.cancel()
+            logger.warning(
+                "bulk campaign cancelled while on_progress calls were still running; they"
+                " were cancelled; package ids whose hook calls did not complete: %s",
+                ", ".join(map(str, unheard)) or "none",
+            )
+            try:
+                await asyncio.wait([hooks])
+            except asyncio.CancelledError as again:  # the hook call ignored its cancellation
+                interrupted = again
+            return interrupted
+        return None
 
 
 async def _wait_out(future: asyncio.Future[Any]) -> asyncio.CancelledError | None:

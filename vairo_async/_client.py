@@ -514,15 +514,15 @@ class AsyncVairoClient:
         """Fetch a package's report (one GonderimBilgisi call, retried on transient errors).
 
         Raises:
-            InvalidRequestError: `package_id` is not a non-negative integer.
+            InvalidRequestError: `package_id` is not a positive integer.
             APIError: The server answered with an error, e.g. no such package.
 
         .. versionadded:: 0.1.0
         """
         self._check_open()
-        if type(package_id) is not int or package_id < 0:
+        if type(package_id) is not int or package_id < 1:
             raise InvalidRequestError(
-                [f"package_id={describe(package_id)}: must be a non-negative integer"]
+                [f"package_id={describe(package_id)}: must be a positive integer"]
             )
         return await self._request(REPORT, {"package_id": package_id})
 

@@ -10,6 +10,7 @@ VairoError                    .certainly_not_sent: True when the call sent no SM
 │   ├── RateLimitError        HTTP 429, with retry_after
 │   └── ServerError           HTTP 5xx
 ├── TransportError            no usable answer: connect failure, timeout, dropped connection
+├── RateLimiterError          a campaign's rate limiter failed before a request left
 ├── UnexpectedResponseError   an answer that is not what the API documents
 ├── OutcomeUnknownError       a send may or may not have been acted on: not retried
 ├── BulkInputError            send_bulk's input raised; the rows read before were sent
@@ -24,7 +25,8 @@ VairoError                    .certainly_not_sent: True when the call sent no SM
     ├── SendInProgressError       the key is claimed, live, by another sender
     └── CampaignMismatchError     a rerun whose parameters or rows differ from the journal's
 
-`certainly_not_sent` is True for bad input and configuration, a closed client, refusals
+`certainly_not_sent` is True for bad input and configuration, a closed or wrong-loop
+client, a failed rate limiter, refusals
 (`durum: false`, 4xx), 429 and 503 (also once their retries ran out), connect failures and
 the journal's refusals (a `ClaimLostError` only when it stopped a retry: `attempt` set);
 False for unknown outcomes (`OutcomeUnknownError`, a dropped answer, 500/502/504, a malformed
@@ -60,6 +62,7 @@ __all__ = [
     "OutcomeUnknownError",
     "PackageExpiredError",
     "RateLimitError",
+    "RateLimiterError",
     "SendInProgressError",
     "SentNotRecordedError",
     "ServerError",
@@ -138,6 +141,8 @@ class WrongEventLoopError(VairoError, RuntimeError):
 
     .. versionadded:: 0.2.0
     """
+
+    _not_sent = True
 
 
 class InvalidRequestError(VairoError, ValueError):
@@ -219,6 +224,18 @@ class TransportError(VairoError):
     def __init__(self, message: str, *, may_have_reached_server: bool) -> None:
         self.may_have_reached_server = may_have_reached_server
         super().__init__(message)
+
+
+class RateLimiterError(VairoError):
+    """A campaign's rate limiter failed (`acquire()` raised): the batch's request never left.
+
+    The limiter is awaited before each attempt, so the batch is FAILED and nothing was sent;
+    the limiter's own exception is chained as the cause.
+
+    .. versionadded:: 0.2.0
+    """
+
+    _not_sent = True
 
 
 class UnexpectedResponseError(VairoError):

@@ -81,9 +81,9 @@ def check_wait(
     problems = Problems(InvalidRequestError)
     problems.extend(
         f"{'package_id' if single else f'package_ids[{index}]'}={describe(value)}: "
-        "must be a non-negative integer"
+        "must be a positive integer"
         for index, value in enumerate(ids)
-        if type(value) is not int or value < 0
+        if type(value) is not int or value < 1
     )
     problems.integer("concurrency", concurrency, minimum=1)
     settings = problems.build(

@@ -14,7 +14,7 @@ from collections.abc import Awaitable, Callable
 from types import TracebackType
 from typing import TYPE_CHECKING, Protocol, Self, cast, runtime_checkable
 
-from ._errors import InvalidRequestError, VairoError
+from ._errors import InvalidRequestError, RateLimiterError
 from ._redis_client import open_redis
 
 if TYPE_CHECKING:
@@ -146,14 +146,14 @@ class RedisRateLimiter:
                 keys=self._keys, args=[self._interval, self._tolerance, cooldown_us]
             )
         except self._redis.errors as exc:
-            raise VairoError(self._redis.failure("the Redis rate limit", exc)) from exc
+            raise RateLimiterError(self._redis.failure("the Redis rate limit", exc)) from exc
         return int(result)
 
     async def acquire(self) -> None:
         """Reserve the next slot of the shared limit and wait until it comes.
 
         Raises:
-            VairoError: Redis could not be reached; the send does not start.
+            RateLimiterError: Redis could not be reached; the send does not start.
         """
         wait_us = await self._run(0)
         if wait_us > 0:

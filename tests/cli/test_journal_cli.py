@@ -208,6 +208,10 @@ async def test_bad_usage_of_the_journal_commands(
     cases = {
         "neither": (["resolve", str(journal), "c:0"], "exactly one of --package-id"),
         "both": (["resolve", str(journal), "c:0", "--package-id", "1", "--not-sent"], "exactly"),
+        "id 0": (
+            ["resolve", str(journal), f"{campaign}:0", "--package-id", "0"],
+            "'--package-id': 0 is not in the range x>=1",
+        ),
         "bad key": (["resolve", str(journal), "nokey", "--not-sent"], "is not a journal key"),
         "no record": (["resolve", str(journal), f"{campaign}:9", "--not-sent"], "no record for"),
         "no journal": (["campaigns", missing], "no journal at"),

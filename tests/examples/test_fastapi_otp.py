@@ -9,14 +9,16 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import itertools
 import os
 import signal
 import socket
 import subprocess
 import sys
 import time
-from collections.abc import AsyncIterator, Iterator
+from collections.abc import AsyncIterator, Iterator, Sequence
 from pathlib import Path
+from typing import Protocol
 
 import attrs
 import httpx
@@ -199,11 +201,38 @@ async def post_otp(
     return await client.post("/otp", json={"phone": phone, "code": code}, headers=headers)
 
 
-async def until_accepted(emulator: RemoteFakeVairo, dest: str) -> None:
-    """Poll the emulator until it has accepted a message to `dest`."""
+#: Seconds between two polls of the emulator (another process: there is no event to await).
+POLL_INTERVAL = 0.01
+
+
+class SentTo(Protocol):
+    """What `until_accepted` polls: `RemoteFakeVairo.sent_to`."""
+
+    async def sent_to(self, dest: str) -> Sequence[object]: ...
+
+
+async def until_accepted(emulator: SentTo, dest: str) -> None:
+    """Poll the emulator, every `POLL_INTERVAL`, until it has accepted a message to `dest`."""
     deadline = time.monotonic() + 30
     while not await emulator.sent_to(dest):
         assert time.monotonic() < deadline, f"no message to {dest} reached the emulator"
+        await asyncio.sleep(POLL_INTERVAL)
+
+
+async def test_until_accepted_pauses_between_polls() -> None:
+    class Emulator:
+        def __init__(self) -> None:
+            self.polled_at: list[float] = []
+
+        async def sent_to(self, dest: str) -> list[str]:
+            self.polled_at.append(time.monotonic())
+            return [dest] if len(self.polled_at) == 4 else []
+
+    emulator = Emulator()
+    await until_accepted(emulator, "5321112233")
+    gaps = [b - a for a, b in itertools.pairwise(emulator.polled_at)]
+    assert len(gaps) == 3
+    assert min(gaps) >= POLL_INTERVAL * 0.9  # the loop's clock may round a little
 
 
 def numbers(count: int, prefix: str = "532") -> list[str]:

@@ -774,6 +774,104 @@ async def test_an_async_progress_hook_hears_of_the_batches_settled_on_cancellati
     assert asyncio.all_tasks() == {asyncio.current_task()}
 
 
+class HungHook:
+    """An `on_progress` whose first call never returns; `swallow` says what it does with a
+    cancellation: "no" lets it through, "return" swallows it and returns, "stall" swallows
+    it and hangs again until `release` is set."""
+
+    def __init__(self, swallow: str) -> None:
+        self.swallow = swallow
+        self.calls: list[BulkProgress] = []
+        self.heard = [asyncio.Event(), asyncio.Event()]
+        self.started = 0
+        self.cancelled = asyncio.Event()
+        self.release = asyncio.Event()
+        self.finished = asyncio.Event()
+
+    def __call__(self, progress: BulkProgress) -> object:
+        # A plain function returning the awaitable: it runs the moment a batch settles, so
+        # the test knows when the batches settled on cancellation have been settled.
+        self.calls.append(progress)
+        self.heard[len(self.calls) - 1].set()
+        return self.hang()
+
+    async def hang(self) -> None:
+        self.started += 1
+        try:
+            await asyncio.Event().wait()
+        except asyncio.CancelledError:
+            self.cancelled.set()
+            if self.swallow == "no":
+                raise
+            if self.swallow == "stall":
+                await self.release.wait()
+                self.finished.set()
+
+
+async def _cancel_while_hooks_hang(
+    client: AsyncVairoClient, hook: HungHook
+) -> asyncio.Task[BulkResult]:
+    """Start a campaign whose first hook call hangs, cancel it, and return once its stop is
+    waiting for the hook calls (the third row, still forming, settled FAILED meanwhile)."""
+    read_three = asyncio.Event()
+
+    async def rows() -> AsyncIterator[Message]:
+        for number in numbers(3):
+            yield Message(to=number, text="x")
+        read_three.set()
+        await asyncio.Event().wait()  # an input that stalls: the third row keeps forming
+
+    task = asyncio.create_task(client.send_bulk(rows(), batch_size=2, on_progress=hook))
+    await read_three.wait()
+    await hook.heard[0].wait()  # the first batch was sent; its hook call hangs
+    task.cancel()
+    await hook.heard[1].wait()
+    return task
+
+
+def _hook_warning(caplog: pytest.LogCaptureFixture) -> str:
+    (warning,) = [r for r in caplog.records if "on_progress calls" in r.getMessage()]
+    assert warning.levelname == "WARNING"
+    return warning.getMessage()
+
+
+@pytest.mark.parametrize("swallow", ["no", "return"])
+async def test_a_hung_progress_hook_gives_way_to_a_second_cancellation(
+    swallow: str, client: AsyncVairoClient, caplog: pytest.LogCaptureFixture
+) -> None:
+    hook = HungHook(swallow)
+    task = await _cancel_while_hooks_hang(client, hook)
+    task.cancel()
+    done, _ = await asyncio.wait([task], timeout=5)
+    assert done == {task}
+    with pytest.raises(asyncio.CancelledError):
+        await task
+    assert hook.cancelled.is_set()
+    assert hook.started == 1  # the call due behind the hung one never started
+    assert [p.outcome.state for p in hook.calls] == [BatchState.SENT, BatchState.FAILED]
+    package_id = hook.calls[0].outcome.package_id
+    assert _hook_warning(caplog).endswith(f"did not complete: {package_id}")
+    assert asyncio.all_tasks() == {asyncio.current_task()}
+
+
+async def test_a_hook_that_ignores_its_cancellation_gives_way_to_a_third(
+    client: AsyncVairoClient, caplog: pytest.LogCaptureFixture
+) -> None:
+    hook = HungHook("stall")
+    task = await _cancel_while_hooks_hang(client, hook)
+    task.cancel()
+    await hook.cancelled.wait()  # the hook call swallowed it and hangs on
+    task.cancel()
+    done, _ = await asyncio.wait([task], timeout=5)
+    assert done == {task}
+    with pytest.raises(asyncio.CancelledError):
+        await task
+    assert "did not complete" in _hook_warning(caplog)
+    hook.release.set()
+    await hook.finished.wait()
+    assert hook.started == 1
+
+
 @pytest.mark.parametrize("hook", ["sync", "async"])
 async def test_rows_still_forming_a_batch_when_cancelled_are_failed(
     hook: str, client: AsyncVairoClient, fake: FakeVairo

@@ -8,8 +8,10 @@ so a test below also checks that no second table decides it.
 from __future__ import annotations
 
 import contextlib
+import re
 import socket
 from collections.abc import AsyncIterator, Iterator
+from datetime import UTC, datetime, timedelta
 
 import httpx
 import pytest
@@ -243,16 +245,92 @@ def test_journal_errors() -> None:
     assert SentNotRecordedError("k", 7).certainly_not_sent is False
 
 
+def _record() -> vairo_async.JournalRecord:
+    return vairo_async.JournalRecord(
+        key="k", state=vairo_async.RecordState.CLAIMED, fingerprint="f", created_at=1, updated_at=1
+    )
+
+
+def _report() -> vairo_async.PackageReport:
+    now = datetime.now(UTC)
+    return vairo_async.PackageReport(
+        package_id=7,
+        sender="ACME",
+        recipient_count=1,
+        credits=1,
+        expires_at=now,
+        scheduled_at=None,
+        validity=timedelta(hours=24),
+        status=vairo_async.PackageStatus.SENDING,
+        created_at=now,
+    )
+
+
+def _examples() -> dict[type[VairoError], list[VairoError]]:
+    """One instance of each public error class per value its `certainly_not_sent` can take."""
+    unknown = OutcomeUnknownError(ServerError("x", status_code=500))
+    return {
+        ConfigurationError: [ConfigurationError("x")],
+        ClientClosedError: [ClientClosedError("x")],
+        vairo_async.WrongEventLoopError: [vairo_async.WrongEventLoopError("x")],
+        InvalidRequestError: [InvalidRequestError(["x"])],
+        APIError: [APIError("x", status_code=200), APIError("x", status_code=404)],
+        AuthenticationError: [AuthenticationError("x", status_code=401)],
+        RateLimitError: [RateLimitError("x", status_code=429)],
+        ServerError: [ServerError("x", status_code=503), ServerError("x", status_code=500)],
+        TransportError: [
+            TransportError("x", may_have_reached_server=False),
+            TransportError("x", may_have_reached_server=True),
+        ],
+        vairo_async.RateLimiterError: [vairo_async.RateLimiterError("x")],
+        UnexpectedResponseError: [UnexpectedResponseError("x", status_code=200)],
+        OutcomeUnknownError: [unknown],
+        BulkInputError: [BulkInputError(vairo_async.BulkResult(outcomes=(), total=0))],
+        WaitTimeoutError: [WaitTimeoutError(7, None, 1.0)],
+        vairo_async.PackageExpiredError: [
+            vairo_async.PackageExpiredError(7, _report(), datetime.now(UTC), 60.0)
+        ],
+        vairo_async.WaitAllError: [vairo_async.WaitAllError({7: unknown})],
+        JournalError: [JournalError("x")],
+        JournalUnavailableError: [JournalUnavailableError("x")],
+        vairo_async.ClaimLostError: [
+            vairo_async.ClaimLostError("k", None),
+            vairo_async.ClaimLostError("k", None, attempt=2),
+        ],
+        SentNotRecordedError: [SentNotRecordedError("k", 7)],
+        vairo_async.IdempotencyKeyReusedError: [
+            vairo_async.IdempotencyKeyReusedError("k", _record())
+        ],
+        vairo_async.SendInProgressError: [vairo_async.SendInProgressError("k", _record())],
+        CampaignMismatchError: [CampaignMismatchError("c", "rows differ", batch=1)],
+    }
+
+
 def test_every_public_error_has_a_documented_value() -> None:
-    """Each public error class is named in the README's error tree with the attribute."""
+    """Each public error class is in the README's error tree, and in the True/False table
+    in exactly the rows of the values its `certainly_not_sent` takes."""
     text = (ROOT / "README.md").read_text(encoding="utf-8")
     errors = [
-        name
+        getattr(vairo_async, name)
         for name in vairo_async.__all__
         if isinstance(getattr(vairo_async, name), type)
         and issubclass(getattr(vairo_async, name), VairoError)
         and name != "VairoError"
     ]
     assert "VairoError                    .certainly_not_sent" in text
-    for name in errors:
-        assert f"── {name} " in text, name
+    for cls in errors:
+        assert f"── {cls.__name__} " in text, cls.__name__
+    rows = {
+        value: re.search(rf"^\| `{value}` \|(.*)\|$", text, re.MULTILINE) for value in (True, False)
+    }
+    documented: dict[str, set[bool]] = {}
+    for value, row in rows.items():
+        assert row is not None, f"README has no `{value}` row in the certainly_not_sent table"
+        for name in re.findall(r"`(\w+)`", row.group(1)):
+            documented.setdefault(name, set()).add(value)
+    examples = _examples()
+    assert set(examples) == set(errors)
+    for cls, instances in examples.items():
+        assert all(type(error) is cls for error in instances)
+        values = {error.certainly_not_sent for error in instances}
+        assert documented.get(cls.__name__, set()) == values, cls.__name__

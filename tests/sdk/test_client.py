@@ -181,12 +181,13 @@ async def test_answers_after_a_utf8_bom_are_read(
     assert [p.package_id for p in fake.packages.values()] == [52]
 
 
-@pytest.mark.parametrize("bad", [-1, "52", 5.0, None, True])
+@pytest.mark.parametrize("bad", [0, -1, "52", 5.0, None, True])
 async def test_get_report_rejects_bad_ids(
     client: AsyncVairoClient, recorder: Recorder, fake: FakeVairo, bad: object
 ) -> None:
-    with pytest.raises(InvalidRequestError, match="package_id"):
+    with pytest.raises(InvalidRequestError, match="package_id") as caught:
         await client.get_report(bad)  # type: ignore[arg-type]
+    assert caught.value.problems == (f"package_id={bad!r}: must be a positive integer",)
     assert recorder.requests == []
     assert fake.requests == ()
 

@@ -440,8 +440,8 @@ async def test_resolving_an_expired_claim_as_not_sent_deletes_it(
         await journal.resolve(key, package_id=None)
 
 
-@pytest.mark.parametrize("bad", ["77", True, 7.0])
-async def test_resolving_with_a_package_id_not_an_integer_is_refused(
+@pytest.mark.parametrize("bad", ["77", True, 7.0, 0, -5])
+async def test_resolving_with_a_package_id_not_a_positive_integer_is_refused(
     journal: Journal, clock: FakeClock, bad: object
 ) -> None:
     key = send_key("k")

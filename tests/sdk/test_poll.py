@@ -355,6 +355,9 @@ async def test_bad_arguments_are_refused_before_any_poll(
         await client.wait_until_final(1, poll_interval=2, max_poll_interval=1)
     with pytest.raises(InvalidRequestError, match="package_id"):
         await client.wait_until_final("7")  # type: ignore[arg-type]
+    with pytest.raises(InvalidRequestError) as caught:
+        await client.wait_until_final(0)
+    assert caught.value.problems == ("package_id=0: must be a positive integer",)
     assert fake.request_count() == 0
 
 
@@ -473,13 +476,15 @@ async def test_wait_all_refuses_bad_ids_and_arguments_at_the_call(
     client: AsyncVairoClient, fake: FakeVairo
 ) -> None:
     with pytest.raises(InvalidRequestError) as caught:
-        client.wait_all([1, "2", -3, True, 4.0])  # type: ignore[list-item]
+        client.wait_all([1, "2", -3, True, 4.0, 0])  # type: ignore[list-item]
     assert [p.split("=")[0] for p in caught.value.problems] == [
         "package_ids[1]",
         "package_ids[2]",
         "package_ids[3]",
         "package_ids[4]",
+        "package_ids[5]",
     ]
+    assert caught.value.problems[4] == "package_ids[5]=0: must be a positive integer"
     for bad in (0, -1, 2.5, None):
         with pytest.raises(InvalidRequestError, match="concurrency"):
             client.wait_all([1], concurrency=bad)  # type: ignore[arg-type]

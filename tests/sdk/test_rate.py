@@ -14,10 +14,12 @@ import redis.asyncio
 
 from vairo_async import (
     AsyncVairoClient,
+    BatchState,
     ConfigurationError,
     InvalidRequestError,
     Message,
     RateLimiter,
+    RateLimiterError,
     RedisJournal,
     RedisRateLimiter,
     VairoError,
@@ -149,15 +151,66 @@ def test_without_the_redis_package_each_redis_class_names_itself(
     )
 
 
-async def test_an_unreachable_redis_is_a_vairo_error_without_the_password() -> None:
+def _unreachable_redis_url() -> str:
     import socket
 
     with socket.socket() as probe:
         probe.bind(("127.0.0.1", 0))
         port = probe.getsockname()[1]
-    limiter = RedisRateLimiter(f"redis://:s3cretpw@127.0.0.1:{port}", "k", 1, timeout=1)
-    with pytest.raises(VairoError) as caught:
+    return f"redis://:s3cretpw@127.0.0.1:{port}"
+
+
+async def test_an_unreachable_redis_is_a_vairo_error_without_the_password() -> None:
+    limiter = RedisRateLimiter(_unreachable_redis_url(), "k", 1, timeout=1)
+    with pytest.raises(RateLimiterError) as caught:
         await limiter.acquire()
     await limiter.aclose()
     assert "s3cretpw" not in str(caught.value)
     assert "rate limit" in str(caught.value)
+    assert caught.value.certainly_not_sent is True
+
+
+async def test_an_unreachable_redis_limiter_fails_batches_as_not_sent(fake: FakeVairo) -> None:
+    async with (
+        RedisRateLimiter(_unreachable_redis_url(), "k", 10, timeout=1) as limiter,
+        AsyncVairoClient(
+            api_key=fake.api_key, sender="ACME", transport=fake.transport(), base_url=fake.base_url
+        ) as client,
+    ):
+        result = await client.send_bulk(_rows(4), batch_size=2, rate=limiter)
+    assert result.failed == 4
+    assert fake.requests == ()
+    for outcome in result.outcomes:
+        assert outcome.state is BatchState.FAILED
+        assert isinstance(outcome.error, RateLimiterError)
+        assert outcome.error.certainly_not_sent is True
+        assert "s3cretpw" not in str(outcome.error)
+
+
+@pytest.mark.parametrize(
+    "failure",
+    [VairoError("the limiter's store is down"), RuntimeError("limiter bug")],
+    ids=["VairoError", "RuntimeError"],
+)
+async def test_a_limiter_that_raises_fails_the_batch_as_not_sent(
+    fake: FakeVairo, failure: Exception
+) -> None:
+    class Broken:
+        async def acquire(self) -> None:
+            raise failure
+
+        def __repr__(self) -> str:
+            return "Broken()"
+
+    async with AsyncVairoClient(
+        api_key=fake.api_key, sender="ACME", transport=fake.transport(), base_url=fake.base_url
+    ) as client:
+        result = await client.send_bulk(_rows(3), batch_size=3, rate=Broken())
+    assert fake.requests == ()
+    (outcome,) = result.outcomes
+    assert outcome.state is BatchState.FAILED
+    assert isinstance(outcome.error, RateLimiterError)
+    assert outcome.error.certainly_not_sent is True
+    assert outcome.error.__cause__ is failure
+    assert "rate limiter Broken()" in str(outcome.error)
+    assert str(failure) in str(outcome.error)

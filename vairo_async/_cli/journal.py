@@ -215,7 +215,7 @@ async def _unknown(store: Journal, target: JournalTarget, campaign: str | None) 
 @_journal_argument
 @click.argument("key_value", metavar="KEY_OR_BATCH")
 @click.option(
-    "--package-id", type=click.IntRange(min=0), help="The package the panel shows: it was sent."
+    "--package-id", type=click.IntRange(min=1), help="The package the panel shows: it was sent."
 )
 @click.option("--not-sent", is_flag=True, help="The panel shows nothing: a rerun sends it.")
 def resolve(journal_value: str, key_value: str, package_id: int | None, not_sent: bool) -> int:

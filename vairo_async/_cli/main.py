@@ -208,7 +208,7 @@ async def _send(
 
 
 @cli.command()
-@click.argument("package_id", metavar="ID", type=click.IntRange(min=0))
+@click.argument("package_id", metavar="ID", type=click.IntRange(min=1))
 @click.option("--wait", is_flag=True, help="Poll until the package is final.")
 @_wait_options
 @api_options
@@ -235,7 +235,7 @@ async def _status(api: Api, package_id: int, wait: WaitSettings | None) -> int:
 
 
 @cli.command()
-@click.argument("package_ids", metavar="ID...", nargs=-1, required=True, type=click.IntRange(0))
+@click.argument("package_ids", metavar="ID...", nargs=-1, required=True, type=click.IntRange(min=1))
 @_wait_options
 @click.option(
     "--concurrency",

@@ -309,7 +309,8 @@ class Journal(Protocol):
 
         Raises:
             SendInProgressError: The key's claim is live: its sender may still settle it.
-            JournalError: The key has no record, or is SENT with another package id.
+            JournalError: `package_id` is not a positive integer or None, the key has no
+                record, or it is SENT with another package id.
             JournalUnavailableError: The store could not be written.
         """
         ...
@@ -468,9 +469,11 @@ def sort_key(record: JournalRecord) -> tuple[str, int, str]:
 
 
 def check_package_id(key: str, package_id: int | None) -> None:
-    """Raise unless `package_id` may resolve `key`: an integer, or None for "not sent"."""
-    if package_id is not None and (isinstance(package_id, bool) or not isinstance(package_id, int)):
-        raise JournalError(f"package id {package_id!r} for {key!r}: must be an integer")
+    """Raise unless `package_id` may resolve `key`: a positive integer, or None for "not sent"."""
+    if package_id is not None and (
+        isinstance(package_id, bool) or not isinstance(package_id, int) or package_id < 1
+    ):
+        raise JournalError(f"package id {package_id!r} for {key!r}: must be a positive integer")
 
 
 def check_resolvable(
