@@ -401,7 +401,7 @@ class Settled:
 
 def _json_refs(rows: Sequence[Message]) -> Mapping[str, Any] | None:
     refs = [row.ref for row in rows]
-    if all(ref is None for ref in refs):
+    if refs.count(None) == len(refs):
         return None  # nothing to find the rows by: keep the record small
     try:
         orjson.dumps(refs)
