@@ -36,7 +36,9 @@ from vairo_async.testing import FakeVairo, Fault
 __all__ = [
     "API_KEY",
     "DATA",
+    "LEASE",
     "ROOT",
+    "SHORT_LEASE",
     "FakeClock",
     "Hooked",
     "Raise",
@@ -54,6 +56,18 @@ __all__ = [
 ROOT = Path(__file__).resolve().parent.parent
 DATA = Path(__file__).parent / "data"
 API_KEY = "sk-live-S3CR3T-0123456789abcdef"
+
+# Journaled clients whose claims must be renewed: a lease of 5 s outlasts one attempt and its
+# wait (a 1 s timeout, waits of 1 s at most), and a send retried over many seconds outlives it.
+LEASE = 5.0
+SHORT_LEASE: dict[str, object] = {
+    "journal_lease": LEASE,
+    "timeout": 1,
+    "retry_backoff": 0,
+    "retry_backoff_max": 0,
+    "retry_after_max": 1,
+    "max_retries": 3,
+}
 
 
 def load_sample(name: str) -> Any:

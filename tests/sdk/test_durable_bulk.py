@@ -28,7 +28,7 @@ from vairo_async import (
 from vairo_async._journal import batch_key
 from vairo_async.testing import FakeVairo, Fault
 
-from ..support import FakeClock, Hooked, held, journaled_client
+from ..support import LEASE, SHORT_LEASE, FakeClock, Hooked, held, journaled_client
 
 ROWS = [Message(to=f"53{i:08d}", text=f"Merhaba {i}", ref=i) for i in range(50)]
 CAMPAIGN = "spring-2026"
@@ -387,18 +387,6 @@ async def test_iter_bulk_yields_every_row_before_raising_a_mismatch(
             await consume()
     assert sorted(len(o.messages) for o in outcomes) == [3, 10, 10]
     assert sorted(o.state.value for o in outcomes) == ["failed", "failed", "sent"]
-
-
-LEASE = 5.0
-# A lease of 5 s outlasts one attempt and its wait (a 1 s timeout, waits of 1 s at most).
-SHORT_LEASE: dict[str, object] = {
-    "journal_lease": LEASE,
-    "timeout": 1,
-    "retry_backoff": 0,
-    "retry_backoff_max": 0,
-    "retry_after_max": 1,
-    "max_retries": 3,
-}
 
 
 async def test_a_batch_outliving_its_lease_keeps_its_claim_live_and_is_sent_once(

@@ -27,7 +27,7 @@ from vairo_async import (
 from vairo_async._journal import new_owner, send_key
 from vairo_async.testing import FakeVairo, Fault
 
-from ..support import FakeClock, Hooked, held, journaled_client
+from ..support import LEASE, SHORT_LEASE, FakeClock, Hooked, held, journaled_client
 
 KEY = "order-1234-shipped"
 
@@ -264,17 +264,6 @@ async def test_a_send_cancelled_while_sent_is_written_still_records_it(
 
 
 # --- the claim renewed before every retry ---------------------------------------------------
-
-LEASE = 5.0
-# A lease of 5 s outlasts one attempt and its wait (a 1 s timeout, waits of 1 s at most).
-SHORT_LEASE: dict[str, object] = {
-    "journal_lease": LEASE,
-    "timeout": 1,
-    "retry_backoff": 0,
-    "retry_backoff_max": 0,
-    "retry_after_max": 1,
-    "max_retries": 3,
-}
 
 
 async def test_a_send_outliving_its_lease_keeps_its_claim_live_and_sends_once(
