@@ -45,6 +45,7 @@ from ._rate import Cooldown, RateLimiter, cooldown_of
 from ._retry import BeforeAttempt
 from ._segments import credits_of, needs_turkish_shift
 from ._validate import check_message, describe
+from ._wire import encode_send
 
 __all__ = ["Campaign", "Messages", "ProgressHook", "Submit"]
 
@@ -53,9 +54,11 @@ logger = logging.getLogger("vairo_async")
 Messages = Iterable[Message] | AsyncIterable[Message]
 ProgressHook = Callable[[BulkProgress], object]
 """Told of each settled batch: a function, or a coroutine function (its result is awaited)."""
-Submit = Callable[[str, list[Message], bool, BeforeAttempt | None], Awaitable[int]]
-"""Sends one checked batch: `(sender, messages, tr_char, before_attempt)` -> package id.
+Submit = Callable[[bytes, int, BeforeAttempt | None], Awaitable[int]]
+"""Sends one checked batch: `(body, message_count, before_attempt)` -> package id.
 
+`body` is the batch's SmsGonder request body (`encode_send`), built once by the campaign,
+which also fingerprints it for the journal.
 It awaits `before_attempt` before every HTTP attempt, and raises `OutcomeUnknownError` when
 the batch may have been sent, another `VairoError` when it certainly was not."""
 
@@ -69,6 +72,7 @@ class _Batch:
     # Position in `messages` -> that row with its number respelled in wire form.
     respelled: dict[int, Message] = attrs.Factory(dict)
     wire: list[Message] = attrs.Factory(list)  # the rows as sent: set as the batch closes
+    body: bytes = b""  # the request body: set once the batch has its slot
     rejected: list[Rejection] = attrs.Factory(list)
     rows: int = 0
     index: int = -1
@@ -303,11 +307,10 @@ class Campaign:
             error = InvalidRequestError([f"all {len(batch.rejected)} rows were rejected"])
             self._settle(batch, BatchState.FAILED, error=error)
             return
+        batch.body = encode_send(self._sender, batch.wire, batch.tr_char)
         if self._journal is not None:
             try:
-                prepared = self._journal.prepare(
-                    batch.index, batch.tr_char, batch.wire, batch.messages
-                )
+                prepared = self._journal.prepare(batch.index, batch.body, batch.messages)
             except CampaignMismatchError as exc:
                 self._settle(batch, BatchState.FAILED, error=exc)
                 raise
@@ -350,9 +353,8 @@ class Campaign:
     async def _send(self, batch: _Batch) -> None:
         try:
             request = self._submit(
-                self._sender,
-                batch.wire,
-                batch.tr_char,
+                batch.body,
+                len(batch.wire),
                 _Gate(functools.partial(self._before_attempt, batch), self._cooldown),
             )
             if batch.entry is not None:

@@ -355,13 +355,12 @@ class AsyncVairoClient:
         if tr_char is None:
             tr_char = any(needs_turkish_shift(message.text) for message in checked)
         credits = credits_of([message.text for message in checked], tr_char)
+        body = encode_send(sender, checked, tr_char)
         if durable is not None:
             assert idempotency_key is not None
-            submit = functools.partial(self._submit, sender, checked, tr_char)
-            return await durable.send(
-                idempotency_key, key, sender, checked, tr_char, credits, submit
-            )
-        package_id = await self._submit(sender, checked, tr_char, None)
+            submit = functools.partial(self._submit, body, len(checked))
+            return await durable.send(idempotency_key, key, body, len(checked), credits, submit)
+        package_id = await self._submit(body, len(checked), None)
         return Submission(package_id, len(checked), estimated_credits=credits)
 
     def iter_bulk(
@@ -526,24 +525,16 @@ class AsyncVairoClient:
             )
         return await self._request(REPORT, {"package_id": package_id})
 
-    async def _submit(
-        self,
-        sender: str,
-        messages: list[Message],
-        tr_char: bool,
-        before_attempt: BeforeAttempt | None,
-    ) -> int:
-        """POST one checked batch under the send retry rules; returns the package id.
+    async def _submit(self, body: bytes, size: int, before_attempt: BeforeAttempt | None) -> int:
+        """POST one checked batch's body (`encode_send`) under the send retry rules; returns
+        the package id.
 
         `before_attempt` is awaited before every HTTP attempt, retries included, with the
-        attempt's number (bulk campaigns take their rate limit there). The signature is
-        the `Submit` a `Campaign` takes.
+        attempt's number (bulk campaigns take their rate limit there). `size` is the
+        batch's message count. The signature is the `Submit` a `Campaign` takes.
         """
-        body = encode_send(sender, messages, tr_char)
         try:
-            return await self._request(
-                SEND, content=body, before_attempt=before_attempt, size=len(messages)
-            )
+            return await self._request(SEND, content=body, before_attempt=before_attempt, size=size)
         except (VairoError, Existing):  # the journal's claim found a record: nothing was sent
             raise
         except Exception as exc:  # a bug or a foreign transport, after the request may have left

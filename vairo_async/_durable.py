@@ -107,11 +107,10 @@ def _clock_of(journal: Journal) -> Callable[[], float]:
     return clock if callable(clock) else time.time
 
 
-def _rows(messages: Sequence[Message]) -> str:
-    """A digest of the messages' numbers and texts, in order (the fingerprint's bulk)."""
-    digest = hashlib.sha256(orjson.dumps([m.to for m in messages]))
-    digest.update(orjson.dumps([m.text for m in messages]))
-    return digest.hexdigest()
+def _content(kind: str, body: bytes) -> str:
+    """The fingerprint of a send: its kind and its request body, which holds the sender,
+    `tr_char` and every number and text in order (built for the request anyway)."""
+    return fingerprint(kind, hashlib.sha256(body).hexdigest())
 
 
 async def _shielded(write: Awaitable[Any]) -> Any:
@@ -313,13 +312,13 @@ class Durable:
         self,
         idempotency_key: str,
         key: str,
-        sender: str,
-        messages: Sequence[Message],
-        tr_char: bool,
+        body: bytes,
+        count: int,
         credits: int,
         submit: Callable[[Callable[[int], Awaitable[None]]], Awaitable[int]],
     ) -> Submission:
-        """Send `messages` once under `key` (`send_key(idempotency_key)`), or replay its record.
+        """Send `body` (`count` messages) once under `key` (`send_key(idempotency_key)`), or
+        replay its record.
 
         Raises:
             IdempotencyKeyReusedError: The key was used for other content.
@@ -332,12 +331,12 @@ class Durable:
         entry = _Entry(
             self.journal,
             key,
-            fingerprint("send", sender, tr_char, _rows(messages)),
+            _content("send", body),
             self.lease,
             retention=self.retention,
         )
         try:
-            package_id = await entry.run(submit(entry.before_attempt), len(messages), credits)
+            package_id = await entry.run(submit(entry.before_attempt), count, credits)
         except Existing as existing:
             record = existing.record
             if record.fingerprint != entry.fingerprint:
@@ -347,7 +346,7 @@ class Durable:
                 assert record.package_id is not None
                 return Submission(
                     record.package_id,
-                    len(messages) if record.recipient_count is None else record.recipient_count,
+                    count if record.recipient_count is None else record.recipient_count,
                     estimated_credits=credits
                     if record.estimated_credits is None
                     else record.estimated_credits,
@@ -356,7 +355,7 @@ class Durable:
             if state is RecordState.CLAIMED:
                 raise SendInProgressError(idempotency_key, record) from None
             raise _unknown(f"idempotency key {idempotency_key!r}", record, self._now()) from None
-        return Submission(package_id, len(messages), estimated_credits=credits)
+        return Submission(package_id, count, estimated_credits=credits)
 
     def campaign(
         self, campaign: str, *, sender: str, batch_size: int, exclude: Collection[str]
@@ -436,7 +435,6 @@ class CampaignJournal:
         self.lease = lease
         self._now = now
         self._known: dict[int, JournalRecord] = {}
-        self._sender = str(header["sender"])
 
     async def open(self) -> None:
         """Write the header on the first run, or check it on a rerun and read its records.
@@ -461,15 +459,14 @@ class CampaignJournal:
             if record.batch is not None:
                 self._known[record.batch] = record
 
-    def prepare(
-        self, index: int, tr_char: bool, wire: Sequence[Message], rows: Sequence[Message]
-    ) -> BatchEntry | Settled:
-        """The entry to send batch `index` under, or how the journal already settles it.
+    def prepare(self, index: int, body: bytes, rows: Sequence[Message]) -> BatchEntry | Settled:
+        """The entry to send batch `index` (its request `body`, its caller's `rows`) under,
+        or how the journal already settles it.
 
         Raises:
             CampaignMismatchError: The batch's rows differ from those recorded for it.
         """
-        digest = fingerprint("batch", self._sender, tr_char, _rows(wire))
+        digest = _content("batch", body)
         record = self._known.pop(index, None)
         if record is not None:
             return self.settled(index, record, digest)

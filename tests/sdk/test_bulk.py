@@ -903,7 +903,7 @@ async def test_rows_still_forming_a_batch_when_cancelled_are_failed(
 async def test_a_foreign_submit_raising_leaves_its_batch_unknown() -> None:
     # Campaign takes any `submit`: one that raises something other than a VairoError may
     # have sent the batch.
-    async def submit(sender: str, messages: list[Message], tr_char: bool, hook: object) -> int:
+    async def submit(body: bytes, size: int, hook: object) -> int:
         raise KeyError("not ours")
 
     campaign = Campaign(

@@ -12,6 +12,7 @@ from tests.support import API_KEY
 from vairo_async import AsyncVairoClient, Message, ServerError, TransportError
 from vairo_async._endpoints import ENDPOINTS, REPORT, SEND
 from vairo_async._models import PackageId, PackageReport
+from vairo_async._wire import encode_send
 from vairo_async.testing import FakeVairo, Fault
 
 
@@ -71,10 +72,9 @@ async def test_before_attempt_hears_each_attempts_number(fake: FakeVairo) -> Non
     async with AsyncVairoClient(
         fake.api_key, sender="ACME", transport=fake.transport(), base_url=fake.base_url
     ) as client:
+        body = encode_send("ACME", [Message(to="5399999999", text="hi")], False)
         with pytest.raises(ServerError):
-            await client._submit(
-                "ACME", [Message(to="5399999999", text="hi")], False, before_attempt
-            )
+            await client._submit(body, 1, before_attempt)
     assert numbers == [1, 2, 3, 4]
     assert fake.request_count("send") == 4
 
