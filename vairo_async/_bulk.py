@@ -59,6 +59,7 @@ Submit = Callable[[bytes, int, BeforeAttempt | None], Awaitable[int]]
 
 `body` is the batch's SmsGonder request body (`encode_send`), built once by the campaign,
 which also fingerprints it for the journal.
+
 It awaits `before_attempt` before every HTTP attempt, and raises `OutcomeUnknownError` when
 the batch may have been sent, another `VairoError` when it certainly was not."""
 

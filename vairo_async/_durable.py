@@ -109,7 +109,11 @@ def _clock_of(journal: Journal) -> Callable[[], float]:
 
 def _content(kind: str, body: bytes) -> str:
     """The fingerprint of a send: its kind and its request body, which holds the sender,
-    `tr_char` and every number and text in order (built for the request anyway)."""
+    `tr_char` and every number and text in order (built for the request anyway).
+
+    The body's bytes are fixed by `encode_send`; a version that encoded them otherwise would
+    see a rerun's batches as changed (a mismatch, never a second send).
+    """
     return fingerprint(kind, hashlib.sha256(body).hexdigest())
 
 
