@@ -127,6 +127,27 @@ async def test_the_file_is_in_wal_mode_with_full_sync(tmp_path: Path) -> None:
         assert conn.execute("PRAGMA synchronous").fetchone() == (2,)  # FULL
 
 
+async def test_a_new_claim_and_its_sent_mark_are_one_statement_each(tmp_path: Path) -> None:
+    # One statement is its own transaction: no BEGIN, look-up or COMMIT around the two writes
+    # every batch and every single send makes.
+    async with SqliteJournal(tmp_path / "j.db") as journal:
+        conn = journal._conn
+        assert conn is not None
+        statements: list[str] = []
+        conn.set_trace_callback(statements.append)
+        await journal.claim(send_key("k"), fingerprint="f", owner="o", lease=5)
+        claimed, statements[:] = list(statements), []
+        record = await journal.mark_sent(
+            send_key("k"), owner="o", package_id=9, recipient_count=2, estimated_credits=3
+        )
+        marked = list(statements)
+        conn.set_trace_callback(None)
+
+    assert [s.split()[0] for s in claimed] == ["INSERT"]
+    assert [s.split()[0] for s in marked] == ["UPDATE"]
+    assert (record.state, record.package_id, record.lease_expires) == (RecordState.SENT, 9, None)
+
+
 async def test_a_record_survives_reopening(tmp_path: Path) -> None:
     path = tmp_path / "j.db"
     async with SqliteJournal(path) as journal:

@@ -1,8 +1,10 @@
 """`SqliteJournal`: the embedded journal, stdlib `sqlite3` on one dedicated thread.
 
-Every write is its own `BEGIN IMMEDIATE` transaction, committed with `synchronous=FULL` in
-WAL mode before the call returns, so a record survives a crash of the process or of the
-machine; the busy timeout lets several processes of one machine share the file.
+Every write is one transaction that takes the write lock as it starts: a single statement
+where one does (claiming a new key, settling or renewing one's own claim), `BEGIN IMMEDIATE`
+otherwise. Each is committed with `synchronous=FULL` in WAL mode before the call returns, so
+a record survives a crash of the process or of the machine; the busy timeout lets several
+processes of one machine share the file.
 """
 
 from __future__ import annotations
@@ -17,8 +19,6 @@ import time
 from collections.abc import Callable, Collection, Mapping
 from types import TracebackType
 from typing import Any, Self, TypeVar
-
-import attrs
 
 from .._errors import ClaimLostError, JournalUnavailableError
 from ._base import (
@@ -77,6 +77,8 @@ _INSERT = (
     f"INSERT INTO records ({_COLUMNS}) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)"
     " ON CONFLICT (key) DO NOTHING"
 )
+# The record is `owner`'s claim, within its retention (arguments: key, owner, now).
+_OWNED = "key = ? AND owner = ? AND state = 'claimed' AND (expires_at IS NULL OR expires_at > ?)"
 _PURGE = "DELETE FROM records WHERE expires_at IS NOT NULL AND expires_at <= ?"
 # Single sends past their retention are deleted at most this often (seconds of the clock).
 _PURGE_EVERY = 600.0
@@ -153,8 +155,8 @@ class SqliteJournal:
     The file is opened on first use (or on `async with`) by a daemon thread that owns the
     connection and runs every query, so the event loop never waits on a disk sync, and an
     interpreter that never closes the journal still exits. WAL mode, `synchronous=FULL`,
-    `BEGIN IMMEDIATE` for every write and a busy timeout let several processes of one
-    machine share the file (not over a network file system: SQLite's locks need a local one).
+    writes that take the write lock as they start and a busy timeout let several processes
+    of one machine share the file (not over a network file system: SQLite's locks need a local one).
     A bulk batch costs two commits (claim, then SENT), as does a single send; writes that
     wait for the thread together share one transaction and one disk sync (a group commit),
     each answered only once it is on disk.
@@ -336,40 +338,38 @@ class SqliteJournal:
         )
 
         def job(conn: sqlite3.Connection) -> Claim:
-            # A replayed key needs no write lock: look first, then claim under the lock.
-            existing = _fetch(conn, key, self._clock())
-            if existing is not None:
-                return Claim(False, existing)
+            now = self._clock()
+            row = (
+                key,
+                campaign,
+                batch,
+                RecordState.CLAIMED.value,
+                fingerprint,
+                owner,
+                now + lease_s,
+                None,
+                None,
+                None,
+                None,
+                meta_json,
+                now,
+                now,
+                None if retention_s is None else now + retention_s,
+            )
+            # The common case, a new key, is one statement: its own transaction.
+            if now < self._next_purge and conn.execute(_INSERT, row).rowcount:
+                return Claim(True, _record(row))
 
             def body() -> Claim:
-                now = self._clock()
                 if now >= self._next_purge:
                     conn.execute(_PURGE, (now,))
                     self._next_purge = now + _PURGE_EVERY
-                row = (
-                    key,
-                    campaign,
-                    batch,
-                    RecordState.CLAIMED.value,
-                    fingerprint,
-                    owner,
-                    now + lease_s,
-                    None,
-                    None,
-                    None,
-                    None,
-                    meta_json,
-                    now,
-                    now,
-                    None if retention_s is None else now + retention_s,
-                )
-                inserted = conn.execute(_INSERT, row).rowcount
-                if not inserted:  # claimed since we looked, or a single send past retention
-                    existing = _fetch(conn, key, now)
-                    if existing is not None:
-                        return Claim(False, existing)
-                    conn.execute("DELETE FROM records WHERE key = ?", (key,))
-                    conn.execute(_INSERT, row)
+                existing = _fetch(conn, key, now)
+                if existing is not None:
+                    return Claim(False, existing)
+                # Free, or held by a single send past its retention: replace that.
+                conn.execute("DELETE FROM records WHERE key = ?", (key,))
+                conn.execute(_INSERT, row)
                 return Claim(True, _record(row))
 
             return _write(conn, body)
@@ -380,44 +380,42 @@ class SqliteJournal:
         """See `Journal.renew`."""
         lease_s = check_lease(lease)
 
-        def body(conn: sqlite3.Connection) -> JournalRecord:
+        def job(conn: sqlite3.Connection) -> JournalRecord:
             now = self._clock()
             renewed = conn.execute(
-                "UPDATE records SET lease_expires = ?, updated_at = ? WHERE key = ?"
-                " AND state = ? AND owner = ? AND (expires_at IS NULL OR expires_at > ?)",
-                (now + lease_s, now, key, RecordState.CLAIMED.value, owner, now),
-            ).rowcount
-            record = _fetch(conn, key, now)
+                f"UPDATE records SET lease_expires = ?, updated_at = ? WHERE {_OWNED}"
+                f" RETURNING {_COLUMNS}",
+                (now + lease_s, now, key, owner, now),
+            ).fetchall()
             if not renewed:
-                raise ClaimLostError(key, record)
-            assert record is not None
-            return record
+                raise ClaimLostError(key, _fetch(conn, key, now))
+            return _record(renewed[0])
 
-        return await self._run(lambda conn: _write(conn, lambda: body(conn)))
+        return await self._run(job)
 
     async def _update(
         self, key: str, owner: str, done: Callable[[JournalRecord], bool], **changes: Any
     ) -> JournalRecord:
         """Compare-and-set on `owner`'s claim; a record `done` already accepts is returned."""
+        assignments = ", ".join(f"{name} = ?" for name in changes)
+        values = tuple(v.value if isinstance(v, RecordState) else v for v in changes.values())
+        update = (
+            f"UPDATE records SET {assignments}, lease_expires = NULL, updated_at = ?"
+            f" WHERE {_OWNED} RETURNING {_COLUMNS}"
+        )
 
-        def body(conn: sqlite3.Connection) -> JournalRecord:
+        def job(conn: sqlite3.Connection) -> JournalRecord:
             now = self._clock()
+            # The common case, the owner's live claim, is one statement: its own transaction.
+            updated = conn.execute(update, (*values, now, key, owner, now)).fetchall()
+            if updated:
+                return _record(updated[0])
             record = _fetch(conn, key, now)
             if record is not None and record.owner == owner and done(record):
                 return record
-            if record is None or record.state is not RecordState.CLAIMED or record.owner != owner:
-                raise ClaimLostError(key, record)
-            updated = attrs.evolve(record, lease_expires=None, updated_at=now, **changes)
-            assignments = ", ".join(f"{name} = ?" for name in changes)
-            values = [getattr(updated, name) for name in changes]
-            conn.execute(
-                f"UPDATE records SET {assignments}, lease_expires = NULL, updated_at = ?"
-                " WHERE key = ?",
-                (*(v.value if isinstance(v, RecordState) else v for v in values), now, key),
-            )
-            return updated
+            raise ClaimLostError(key, record)
 
-        return await self._run(lambda conn: _write(conn, lambda: body(conn)))
+        return await self._run(job)
 
     async def mark_sent(
         self,
