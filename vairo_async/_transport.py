@@ -26,6 +26,7 @@ import aiohttp
 import httpx
 import yarl
 
+from ._constants import DEFAULT_KEEPALIVE_EXPIRY
 from ._intercept import httpx_is_patched
 from ._wording import (
     BAD_URL,
@@ -152,7 +153,9 @@ class AiohttpTransport(httpx.AsyncBaseTransport):
     Args:
         max_connections: Connections kept open at most; keep it at least as large as the
             number of requests you have in flight, so none waits inside the pool.
-        keepalive_expiry: Seconds an idle connection is kept.
+        keepalive_expiry: Seconds an idle connection is reused for; keep it below the
+            server's own keep-alive timeout, or a send can meet a connection as the server
+            closes it, and its outcome is unknown.
         ssl_context: The TLS context of https connections. None uses aiohttp's own
             verifying context (the system's roots, loaded when aiohttp is imported), so a
             transport that only ever speaks plain http loads no certificates.
@@ -162,7 +165,7 @@ class AiohttpTransport(httpx.AsyncBaseTransport):
         self,
         *,
         max_connections: int = 100,
-        keepalive_expiry: float = 15.0,
+        keepalive_expiry: float = DEFAULT_KEEPALIVE_EXPIRY,
         ssl_context: ssl.SSLContext | None = None,
     ) -> None:
         self.max_connections = max_connections

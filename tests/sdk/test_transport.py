@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 import gc
 import gzip
+import inspect
 import socket
 import ssl
 from collections.abc import AsyncIterator, Awaitable, Callable, Iterator
@@ -15,7 +16,10 @@ import pytest
 
 from tests.support import API_KEY
 from vairo_async import AsyncVairoClient, _transport
+from vairo_async._constants import DEFAULT_KEEPALIVE_EXPIRY
 from vairo_async._transport import AiohttpTransport
+from vairo_async.testing import FakeVairo
+from vairo_async.testing._server import make_config
 
 Handler = Callable[[asyncio.StreamReader, asyncio.StreamWriter], Awaitable[None]]
 
@@ -139,6 +143,67 @@ async def test_read_timeout(serve: Callable[[Handler], Awaitable[str]]) -> None:
     async with httpx.AsyncClient(transport=AiohttpTransport(), timeout=timeout) as http:
         with pytest.raises(httpx.ReadTimeout):
             await http.post(url, content=b"{}")
+
+
+def drop_requests_after_idle(seconds: float, connections: list[object]) -> Handler:
+    """A server that drops, unanswered, a request on a connection idle `seconds` or longer.
+
+    That is what a request meets when it crosses the server's keep-alive close on the wire;
+    here it happens every time rather than in a window of a few milliseconds.
+    """
+
+    async def handler(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        loop = asyncio.get_running_loop()
+        connections.append(writer)
+        answered_at: float | None = None
+        while True:
+            try:
+                await read_request(reader)
+            except asyncio.IncompleteReadError:
+                break
+            if answered_at is not None and loop.time() - answered_at >= seconds:
+                writer.close()
+                break
+            writer.write(b"HTTP/1.1 200 OK\r\nContent-Length: 2\r\n\r\n{}")
+            await writer.drain()
+            answered_at = loop.time()
+
+    return handler
+
+
+async def test_an_idle_connection_retires_before_the_server_closes_it(
+    serve: Callable[[Handler], Awaitable[str]],
+) -> None:
+    connections: list[object] = []
+    url = await serve(drop_requests_after_idle(0.4, connections))
+    transport = AiohttpTransport(keepalive_expiry=0.2)
+    async with httpx.AsyncClient(transport=transport) as http:
+        await http.post(url, content=b"{}")
+        await asyncio.sleep(0.5)  # the idle time itself: past our expiry and the server's
+        second = await http.post(url, content=b"{}")
+    assert second.status_code == 200
+    assert len(connections) == 2
+
+
+async def test_a_connection_kept_past_the_servers_close_loses_the_send(
+    serve: Callable[[Handler], Awaitable[str]],
+) -> None:
+    """Why the expiry matters: the send is written, the answer never comes."""
+    connections: list[object] = []
+    url = await serve(drop_requests_after_idle(0.2, connections))
+    async with httpx.AsyncClient(transport=AiohttpTransport(keepalive_expiry=15.0)) as http:
+        await http.post(url, content=b"{}")
+        await asyncio.sleep(0.3)
+        with pytest.raises(httpx.RemoteProtocolError):
+            await http.post(url, content=b"{}")
+    assert len(connections) == 1
+
+
+def test_the_default_expiry_is_a_second_below_the_emulators_keep_alive() -> None:
+    """The emulator closes idle connections when uvicorn does, after 5 s, as many servers do."""
+    default = inspect.signature(AiohttpTransport).parameters["keepalive_expiry"].default
+    assert default == DEFAULT_KEEPALIVE_EXPIRY
+    assert make_config(FakeVairo()).timeout_keep_alive - DEFAULT_KEEPALIVE_EXPIRY >= 1.0
 
 
 async def test_refused_connection_is_a_connect_error() -> None:

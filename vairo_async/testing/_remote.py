@@ -8,6 +8,7 @@ from typing import Any
 
 import httpx
 
+from .._constants import DEFAULT_KEEPALIVE_EXPIRY
 from ._app import DEFAULT_API_KEY
 from ._codec import BadInput, CompleteRequest, DuplicateRow, InjectRequest, decode, encode
 from ._control import CONTROL_DIR
@@ -65,6 +66,8 @@ class RemoteFakeVairo:
             base_url=f"{self.base_url}{CONTROL_DIR}/",
             headers={"authorization": f"Bearer {api_key}"},
             timeout=timeout,
+            # Idle connections retire before the emulator closes them (see the constant).
+            limits=httpx.Limits(keepalive_expiry=DEFAULT_KEEPALIVE_EXPIRY),
             # The emulator is local; a proxy from the environment must not stand in between.
             trust_env=False,
         )
