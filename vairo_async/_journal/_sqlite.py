@@ -356,7 +356,7 @@ class SqliteJournal:
                 now,
                 None if retention_s is None else now + retention_s,
             )
-            # The common case, a new key, is one statement: its own transaction.
+            # The common case, a new key, is one statement: atomic alone or in a group.
             if now < self._next_purge and conn.execute(_INSERT, row).rowcount:
                 return Claim(True, _record(row))
 
@@ -406,7 +406,7 @@ class SqliteJournal:
 
         def job(conn: sqlite3.Connection) -> JournalRecord:
             now = self._clock()
-            # The common case, the owner's live claim, is one statement: its own transaction.
+            # The common case, the owner's live claim, is one statement: atomic alone or in a group.
             updated = conn.execute(update, (*values, now, key, owner, now)).fetchall()
             if updated:
                 return _record(updated[0])
